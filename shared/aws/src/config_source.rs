@@ -1,0 +1,1 @@
+//! The configuration TOML read from an SSM parameter (or a file) at cold start.

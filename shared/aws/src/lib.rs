@@ -1,0 +1,6 @@
+//! AWS adapters (SQS, Secrets Manager, SSM Parameter Store) and the Lambda entry points.
+
+pub mod config_source;
+pub mod lambda;
+pub mod secrets_manager;
+pub mod sqs;

@@ -1,0 +1,1 @@
+//! Secrets Manager adapter: the secret JSON cached with a TTL.

@@ -1,0 +1,239 @@
+//! The configuration file (TOML, not secret). One file for Lambda and `vicibridge serve`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono_tz::Tz;
+use serde::{Deserialize, Deserializer};
+
+use crate::disposition::{DispositionMap, RuleOverride};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub vicidial: VicidialConfig,
+    pub crm: CrmConfig,
+    #[serde(default)]
+    pub queue: QueueConfig,
+    /// Overrides of the built-in mapping, by status code.
+    #[serde(default)]
+    pub dispositions: BTreeMap<String, RuleOverride>,
+    /// Per-campaign overrides, by campaign id.
+    #[serde(default)]
+    pub campaigns: BTreeMap<String, CampaignConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VicidialConfig {
+    /// The VICIdial web server, e.g. `https://dialer.example.com`.
+    pub base_url: String,
+    /// IANA time zone of the dialer's clock: `callback_datetime` is server-local time.
+    #[serde(default = "utc", deserialize_with = "time_zone")]
+    pub server_time_zone: Tz,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CrmKind {
+    /// Record what would be done (`DATA_DIR/dry-run.jsonl` and the log), change nothing.
+    DryRun,
+}
+
+impl fmt::Display for CrmKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CrmKind::DryRun => "dry-run",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrmConfig {
+    pub kind: CrmKind,
+}
+
+/// The embedded queue of `vicibridge serve` (on AWS the SAM template sets SQS's own values).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Seconds a received message stays invisible before it is delivered again.
+    pub visibility_timeout_secs: u32,
+    /// Deliveries before a message moves to the dead-letter queue (SQS `maxReceiveCount`).
+    pub max_receive_count: u32,
+    /// Messages handed to the CRM worker at once.
+    pub batch_size: u32,
+    /// How long the worker waits for a batch to fill (SQS `MaximumBatchingWindowInSeconds`).
+    pub batching_window_ms: u32,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig { visibility_timeout_secs: 60, max_receive_count: 5, batch_size: 100, batching_window_ms: 200 }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignConfig {
+    #[serde(default)]
+    pub dispositions: BTreeMap<String, RuleOverride>,
+}
+
+fn utc() -> Tz {
+    Tz::UTC
+}
+
+fn time_zone<'de, D: Deserializer<'de>>(d: D) -> Result<Tz, D::Error> {
+    let name = String::deserialize(d)?;
+    name.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "unknown time zone {name:?}: use an IANA name such as \"America/New_York\" or \"UTC\""
+        ))
+    })
+}
+
+/// One thing `check-config` has to say, naming the key it is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+    pub severity: Severity,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{level}: {}: {}", self.key, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// toml's message carries the line, column, the offending line and the key.
+    #[error("{0}")]
+    Syntax(String),
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+impl Config {
+    /// Parses and validates. Warnings do not fail the load: see [`Config::problems`].
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let errors: Vec<Problem> = config.problems().into_iter().filter(|p| p.severity == Severity::Error).collect();
+        if !errors.is_empty() {
+            return Err(ConfigError::Invalid(errors));
+        }
+        config.vicidial.base_url = config.vicidial.base_url.trim_end_matches('/').to_owned();
+        Ok(config)
+    }
+
+    /// Everything wrong or suspicious, each naming its key.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut error = |key: String, message: String| out.push(Problem { key, message, severity: Severity::Error });
+        let url = &self.vicidial.base_url;
+        if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < "http://x".len() {
+            error("vicidial.base_url".into(), format!("{url:?} is not an http(s) URL such as \"https://dialer.example.com\""));
+        } else if url.contains('?') || url.contains('#') {
+            error("vicidial.base_url".into(), "must not carry a query or fragment".into());
+        }
+        let q = &self.queue;
+        if q.visibility_timeout_secs == 0 || q.visibility_timeout_secs > 43_200 {
+            error("queue.visibility_timeout_secs".into(), "must be between 1 and 43200 seconds (SQS's range)".into());
+        }
+        if q.max_receive_count == 0 || q.max_receive_count > 1000 {
+            error("queue.max_receive_count".into(), "must be between 1 and 1000 (SQS's range)".into());
+        }
+        if q.batch_size == 0 || q.batch_size > 10_000 {
+            error("queue.batch_size".into(), "must be between 1 and 10000".into());
+        }
+        let layers = std::iter::once(("dispositions".to_owned(), &self.dispositions)).chain(
+            self.campaigns.iter().map(|(id, c)| (format!("campaigns.{id}.dispositions"), &c.dispositions)),
+        );
+        for (prefix, map) in layers {
+            for status in map.keys() {
+                if status.is_empty() || status.len() > 6 || !status.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                    error(
+                        format!("{prefix}.{status}"),
+                        "a VICIdial status is 1 to 6 letters, digits, '-' or '_' (vicidial_list.status is 6 characters)".into(),
+                    );
+                }
+            }
+        }
+        for id in self.campaigns.keys() {
+            if id.is_empty() || id.len() > 8 {
+                error(format!("campaigns.{id}"), "a VICIdial campaign id is 2 to 8 characters".into());
+            }
+        }
+        out
+    }
+
+    pub fn disposition_map(&self) -> DispositionMap {
+        DispositionMap::new(
+            self.dispositions.clone(),
+            self.campaigns.iter().map(|(id, c)| (id.clone(), c.dispositions.clone())).collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[vicidial]\nbase_url = \"https://dialer.example.com/\"\n[crm]\nkind = \"dry-run\"\n";
+
+    #[test]
+    fn minimal_config_loads_with_defaults() {
+        let c = Config::from_toml(MINIMAL).unwrap();
+        assert_eq!(c.vicidial.base_url, "https://dialer.example.com");
+        assert_eq!(c.vicidial.server_time_zone, Tz::UTC);
+        assert_eq!(c.queue.max_receive_count, 5);
+        assert_eq!(c.crm.kind, CrmKind::DryRun);
+    }
+
+    fn err(text: &str) -> String {
+        Config::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_fix() {
+        let e = err("[vicidial]\nbase_url = \"dialer\"\n[crm]\nkind = \"dry-run\"\n");
+        assert!(e.contains("vicidial.base_url") && e.contains("not an http(s) URL"), "{e}");
+
+        let e = err(&format!("{MINIMAL}[vicidial2]\n"));
+        assert!(e.contains("unknown field `vicidial2`"), "{e}");
+
+        let e = err("[vicidial]\nbase_url = \"https://d\"\nserver_time_zone = \"Mars/Base\"\n[crm]\nkind = \"dry-run\"\n");
+        assert!(e.contains("Mars/Base") && e.contains("IANA"), "{e}");
+
+        let e = err("[vicidial]\nbase_url = \"https://d\"\n[crm]\nkind = \"zapier\"\n");
+        assert!(e.contains("kind") && e.contains("zapier") && e.contains("dry-run"), "{e}");
+
+        let e = err(&format!("{MINIMAL}[dispositions.SALE]\noutcome = \"sold\"\n"));
+        assert!(e.contains("outcome") && e.contains("connected"), "{e}");
+
+        let e = err(&format!("{MINIMAL}[dispositions.TOOLONGSTATUS]\nlabel = \"x\"\n"));
+        assert!(e.contains("dispositions.TOOLONGSTATUS"), "{e}");
+
+        let e = err(&format!("{MINIMAL}[campaigns.SPANISH.dispositions.SALE]\ndeal_stage = 5\n"));
+        assert!(e.contains("deal_stage") && e.contains("line"), "{e}");
+
+        let e = err(&format!("{MINIMAL}[queue]\nmax_receive_count = 0\n"));
+        assert!(e.contains("queue.max_receive_count"), "{e}");
+
+        let e = err("[crm]\nkind = \"dry-run\"\n");
+        assert!(e.contains("missing field `vicidial`"), "{e}");
+    }
+}

@@ -1,0 +1,226 @@
+//! Disposition mapping: what each VICIdial status means for the CRM.
+//!
+//! Three layers, each overriding the one before field by field: the statuses VICIdial ships
+//! (built in below), `[dispositions.STATUS]` in the config, `[campaigns.ID.dispositions.STATUS]`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The CRM-neutral outcome of a call. HubSpot's six default call outcomes, which Salesforce's
+/// free-text `CallDisposition` can carry too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallOutcome {
+    Connected,
+    NoAnswer,
+    Busy,
+    LeftVoicemail,
+    LeftLiveMessage,
+    WrongNumber,
+}
+
+/// One layer of the mapping for one status; unset fields fall through to the layer below.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleOverride {
+    /// Human name of the status, used in call titles and notes.
+    pub label: Option<String>,
+    pub outcome: Option<CallOutcome>,
+    /// CRM deal stage / opportunity stage to move to (internal id for HubSpot).
+    pub deal_stage: Option<String>,
+    /// CRM lead status to set on the contact / lead.
+    pub lead_status: Option<String>,
+    /// Create a follow-up task due at `callback_datetime`.
+    pub callback_task: Option<bool>,
+    /// Flag the contact do-not-call.
+    pub do_not_call: Option<bool>,
+}
+
+/// The merged rule for one status in one campaign.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DispositionRule {
+    pub label: String,
+    pub outcome: Option<CallOutcome>,
+    pub deal_stage: Option<String>,
+    pub lead_status: Option<String>,
+    pub callback_task: bool,
+    pub do_not_call: bool,
+}
+
+impl DispositionRule {
+    fn apply(&mut self, o: &RuleOverride) {
+        if let Some(v) = &o.label {
+            self.label.clone_from(v);
+        }
+        if o.outcome.is_some() {
+            self.outcome = o.outcome;
+        }
+        if let Some(v) = &o.deal_stage {
+            self.deal_stage = non_empty(v);
+        }
+        if let Some(v) = &o.lead_status {
+            self.lead_status = non_empty(v);
+        }
+        if let Some(v) = o.callback_task {
+            self.callback_task = v;
+        }
+        if let Some(v) = o.do_not_call {
+            self.do_not_call = v;
+        }
+    }
+}
+
+/// An empty string in the config clears a built-in value.
+fn non_empty(v: &str) -> Option<String> {
+    (!v.is_empty()).then(|| v.to_owned())
+}
+
+use CallOutcome::{Busy, Connected, LeftLiveMessage, LeftVoicemail, NoAnswer, WrongNumber};
+
+/// The statuses a stock VICIdial install ships (`vicidial_statuses`), plus the common
+/// campaign statuses NQ and DEAD. (status, name, outcome, callback task, do-not-call)
+const BUILT_IN: &[(&str, &str, Option<CallOutcome>, bool, bool)] = &[
+    ("SALE", "Sale Made", Some(Connected), false, false),
+    ("NI", "Not Interested", Some(Connected), false, false),
+    ("NP", "No Pitch No Price", Some(Connected), false, false),
+    ("DEC", "Declined Sale", Some(Connected), false, false),
+    ("NQ", "Not Qualified", Some(Connected), false, false),
+    ("CALLBK", "Call Back", Some(Connected), true, false),
+    ("CBHOLD", "Call Back Hold", Some(Connected), true, false),
+    ("DNC", "DO NOT CALL", Some(Connected), false, true),
+    ("XFER", "Call Transferred", Some(Connected), false, false),
+    ("PU", "Call Picked Up", Some(Connected), false, false),
+    ("PM", "Played Message", Some(LeftLiveMessage), false, false),
+    ("DEAD", "Dead Call", None, false, false),
+    ("ERI", "Agent Error", None, false, false),
+    ("A", "Answering Machine", Some(LeftVoicemail), false, false),
+    ("AA", "Answering Machine Auto", Some(LeftVoicemail), false, false),
+    ("AM", "Answering Machine SentToMesg", Some(LeftVoicemail), false, false),
+    ("AL", "Answering Machine Msg Played", Some(LeftVoicemail), false, false),
+    ("AFAX", "Fax Machine Auto", Some(WrongNumber), false, false),
+    ("B", "Busy", Some(Busy), false, false),
+    ("AB", "Busy Auto", Some(Busy), false, false),
+    ("N", "No Answer", Some(NoAnswer), false, false),
+    ("NA", "No Answer AutoDial", Some(NoAnswer), false, false),
+    ("DC", "Disconnected Number", Some(WrongNumber), false, false),
+    ("ADC", "Disconnected Number Auto", Some(WrongNumber), false, false),
+    ("ADCT", "Disconnected Number Temporary", Some(NoAnswer), false, false),
+    ("DROP", "Agent Not Available", Some(NoAnswer), false, false),
+    ("PDROP", "Outbound Pre-Routing Drop", Some(NoAnswer), false, false),
+    ("TIMEOT", "Inbound Call Timeout", Some(NoAnswer), false, false),
+    ("AFTHRS", "Inbound After Hours Drop", Some(NoAnswer), false, false),
+    ("NANQUE", "Inbound No Agent No Queue Drop", Some(NoAnswer), false, false),
+    ("MAXCAL", "Inbound Max Calls Drop", Some(NoAnswer), false, false),
+    ("QVMAIL", "Queue Abandon Voicemail Left", Some(LeftVoicemail), false, false),
+    ("DNCL", "DO NOT CALL Hopper Match", None, false, true),
+    ("DNCC", "DO NOT CALL Campaign Match", None, false, true),
+];
+
+/// The whole mapping, ready to answer `rule_for(campaign, status)`.
+#[derive(Clone, Debug, Default)]
+pub struct DispositionMap {
+    defaults: BTreeMap<String, RuleOverride>,
+    campaigns: BTreeMap<String, BTreeMap<String, RuleOverride>>,
+}
+
+impl DispositionMap {
+    pub fn new(
+        defaults: BTreeMap<String, RuleOverride>,
+        campaigns: BTreeMap<String, BTreeMap<String, RuleOverride>>,
+    ) -> Self {
+        DispositionMap { defaults, campaigns }
+    }
+
+    /// `None` means nobody mapped this status: the call is still logged, the status is
+    /// reported as unmapped (log + metric), and nothing else changes in the CRM.
+    pub fn rule_for(&self, campaign: Option<&str>, status: &str) -> Option<DispositionRule> {
+        let campaign_layer = campaign.and_then(|c| self.campaigns.get(c)).and_then(|m| m.get(status));
+        let config_layer = self.defaults.get(status);
+        let built_in = BUILT_IN.iter().find(|(s, ..)| *s == status);
+        if built_in.is_none() && config_layer.is_none() && campaign_layer.is_none() {
+            return None;
+        }
+        let mut rule = match built_in {
+            Some(&(_, label, outcome, callback_task, do_not_call)) => DispositionRule {
+                label: label.to_owned(),
+                outcome,
+                deal_stage: None,
+                lead_status: None,
+                callback_task,
+                do_not_call,
+            },
+            None => DispositionRule {
+                label: status.to_owned(),
+                outcome: None,
+                deal_stage: None,
+                lead_status: None,
+                callback_task: false,
+                do_not_call: false,
+            },
+        };
+        for layer in [config_layer, campaign_layer].into_iter().flatten() {
+            rule.apply(layer);
+        }
+        Some(rule)
+    }
+
+    /// Statuses shipped with VICIdial and known without configuration.
+    pub fn built_in_statuses() -> impl Iterator<Item = &'static str> {
+        BUILT_IN.iter().map(|(s, ..)| *s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map() -> DispositionMap {
+        let mut defaults = BTreeMap::new();
+        defaults.insert(
+            "SALE".to_owned(),
+            RuleOverride { deal_stage: Some("closedwon".into()), lead_status: Some("CONNECTED".into()), ..Default::default() },
+        );
+        defaults.insert("SURVEY".to_owned(), RuleOverride { label: Some("Survey done".into()), ..Default::default() });
+        let mut spanish = BTreeMap::new();
+        spanish.insert("SALE".to_owned(), RuleOverride { deal_stage: Some("contractsent".into()), ..Default::default() });
+        spanish.insert("NI".to_owned(), RuleOverride { lead_status: Some(String::new()), do_not_call: Some(true), ..Default::default() });
+        let mut campaigns = BTreeMap::new();
+        campaigns.insert("SPANISH".to_owned(), spanish);
+        DispositionMap::new(defaults, campaigns)
+    }
+
+    #[test]
+    fn layers_merge_field_by_field() {
+        let m = map();
+        let sale = m.rule_for(Some("OTHER"), "SALE").unwrap();
+        assert_eq!(sale.label, "Sale Made");
+        assert_eq!(sale.outcome, Some(CallOutcome::Connected));
+        assert_eq!(sale.deal_stage.as_deref(), Some("closedwon"));
+        let spanish = m.rule_for(Some("SPANISH"), "SALE").unwrap();
+        assert_eq!(spanish.deal_stage.as_deref(), Some("contractsent"));
+        assert_eq!(spanish.lead_status.as_deref(), Some("CONNECTED"), "inherited from the default layer");
+        let ni = m.rule_for(Some("SPANISH"), "NI").unwrap();
+        assert!(ni.do_not_call);
+        assert_eq!(ni.lead_status, None);
+    }
+
+    #[test]
+    fn built_ins_cover_the_stock_statuses() {
+        let m = DispositionMap::default();
+        for s in ["SALE", "NI", "CALLBK", "DNC", "NQ", "XFER", "DEAD", "A", "B", "N", "NA", "DC", "DROP", "AFTHRS"] {
+            assert!(m.rule_for(None, s).is_some(), "{s}");
+        }
+        assert!(m.rule_for(None, "CALLBK").unwrap().callback_task);
+        assert!(m.rule_for(None, "DNC").unwrap().do_not_call);
+        assert_eq!(m.rule_for(None, "B").unwrap().outcome, Some(CallOutcome::Busy));
+        assert_eq!(m.rule_for(None, "ZZTOP"), None);
+    }
+
+    #[test]
+    fn config_can_add_statuses() {
+        let r = map().rule_for(None, "SURVEY").unwrap();
+        assert_eq!(r.label, "Survey done");
+        assert_eq!(r.outcome, None);
+    }
+}

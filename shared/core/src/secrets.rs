@@ -1,0 +1,156 @@
+//! The secret JSON (one Secrets Manager secret; locally the `--secrets` file).
+//!
+//! Values are wrapped in [`Secret`], whose `Debug` is redacted and which has no `Display` or
+//! `Serialize`: a secret cannot reach a log line, an error message or a queue by accident.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The only way to read the value: greppable on purpose.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// `{"ingest_tokens": ["current", "previous"], "vicidial": {...}, "hubspot": {...},
+/// "salesforce": {...}}`, every section optional.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretDoc {
+    /// Accepted `token=` values for the VICIdial URLs: the current one first, then the
+    /// previous one while a rotation is under way.
+    #[serde(default)]
+    pub ingest_tokens: Vec<Secret>,
+    #[serde(default)]
+    pub vicidial: Option<VicidialSecrets>,
+    #[serde(default)]
+    pub hubspot: Option<HubspotSecrets>,
+    #[serde(default)]
+    pub salesforce: Option<SalesforceSecrets>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VicidialSecrets {
+    pub api_user: String,
+    pub api_pass: Secret,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubspotSecrets {
+    pub access_token: Option<Secret>,
+    pub client_secret: Option<Secret>,
+    pub webhook_token: Option<Secret>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SalesforceSecrets {
+    pub client_id: Option<Secret>,
+    pub client_secret: Option<Secret>,
+    pub refresh_token: Option<Secret>,
+    pub organization_id: Option<String>,
+    pub webhook_token: Option<Secret>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretDocError {
+    /// serde_json's message names the field and position, never the value.
+    #[error("secret JSON is invalid: {0}")]
+    Invalid(String),
+}
+
+impl SecretDoc {
+    pub fn from_json(text: &str) -> Result<Self, SecretDocError> {
+        serde_json::from_str(text).map_err(|e| SecretDocError::Invalid(redacted_serde_error(&e)))
+    }
+
+    /// Every secret value in the document, for redaction checks and log scrubbing.
+    pub fn all_values(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self.ingest_tokens.iter().map(Secret::expose).collect();
+        if let Some(v) = &self.vicidial {
+            out.push(v.api_pass.expose());
+        }
+        if let Some(h) = &self.hubspot {
+            out.extend([&h.access_token, &h.client_secret, &h.webhook_token].into_iter().flatten().map(Secret::expose));
+        }
+        if let Some(s) = &self.salesforce {
+            out.extend(
+                [&s.client_id, &s.client_secret, &s.refresh_token, &s.webhook_token]
+                    .into_iter()
+                    .flatten()
+                    .map(Secret::expose),
+            );
+        }
+        out
+    }
+}
+
+/// serde_json quotes offending values in some messages ("invalid type: string \"abc\"");
+/// keep the line/column, drop anything quoted.
+fn redacted_serde_error(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    let mut out = String::with_capacity(msg.len());
+    let mut in_quote = false;
+    for c in msg.chars() {
+        match c {
+            '"' if !in_quote => {
+                in_quote = true;
+                out.push_str("\"…");
+            }
+            '"' => {
+                in_quote = false;
+                out.push('"');
+            }
+            _ if in_quote => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_shape_and_redacts() {
+        let doc = SecretDoc::from_json(
+            r#"{"ingest_tokens":["cur-token-123456","old-token-654321"],
+                "vicidial":{"api_user":"apiuser","api_pass":"p4ss"},
+                "hubspot":{"access_token":"pat-na1-xyz"}}"#,
+        )
+        .unwrap();
+        assert_eq!(doc.ingest_tokens.len(), 2);
+        let debug = format!("{doc:?}");
+        for v in doc.all_values() {
+            assert!(!debug.contains(v), "{v} leaked into {debug}");
+        }
+        assert!(doc.all_values().contains(&"p4ss"));
+    }
+
+    #[test]
+    fn errors_never_quote_values() {
+        let err = SecretDoc::from_json(r#"{"ingest_tokens":"supersecretvalue"}"#).unwrap_err();
+        let msg = err.to_string();
+        assert!(!msg.contains("supersecretvalue"), "{msg}");
+        assert!(msg.contains("line 1"), "{msg}");
+    }
+}

@@ -1,0 +1,5 @@
+//! Local / self-hosted adapters: what `vicibridge serve` runs on instead of AWS.
+
+pub mod queue;
+pub mod secrets_file;
+pub mod serve;

@@ -1,0 +1,1 @@
+//! The embedded SQLite queue with SQS semantics.

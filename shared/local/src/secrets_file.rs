@@ -1,0 +1,1 @@
+//! Secrets from a local JSON file or an environment variable.

@@ -1,0 +1,1 @@
+//! The HTTP server and in-process workers of `vicibridge serve`.
