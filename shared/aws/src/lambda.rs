@@ -1,1 +1,148 @@
-//! Lambda entry points shared by functions/*.
+//! Lambda entry points shared by `functions/*`: each function's `main` is one call here.
+//! The handlers themselves are public so tests drive them with real event JSON.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_http::http::header::CONTENT_TYPE;
+use lambda_http::{Body, Request, Response};
+use lambda_runtime::LambdaEvent;
+use metrics_cloudwatch_embedded::Collector;
+use tracing::{error, warn};
+use vicibridge_core::EventKind;
+use vicibridge_runtime::crm::build_crm;
+use vicibridge_runtime::metrics::NAMESPACE;
+use vicibridge_runtime::{CrmSync, Delivery, Ingest, Outcome};
+
+use crate::config_source::{aws_config, load_config};
+use crate::secrets_manager::SecretsManagerStore;
+use crate::sqs::{SqsDeadLetters, SqsQueue};
+
+/// ARN (or name) of the secret.
+pub const SECRET_ENV: &str = "VICIBRIDGE_SECRET_ARN";
+/// URL of the crm-events queue.
+pub const QUEUE_URL_ENV: &str = "VICIBRIDGE_QUEUE_URL";
+/// URL of the crm-events dead-letter queue (crm-sync sends permanent failures there).
+pub const DLQ_URL_ENV: &str = "VICIBRIDGE_DLQ_URL";
+
+pub type Error = lambda_runtime::Error;
+type BoxError = Error;
+
+fn env(name: &'static str) -> Result<String, BoxError> {
+    std::env::var(name).map_err(|_| format!("environment variable {name} is not set (see infra/template.yaml)").into())
+}
+
+fn init() -> Result<&'static Collector, BoxError> {
+    lambda_runtime::tracing::init_default_subscriber();
+    Ok(metrics_cloudwatch_embedded::Builder::new()
+        .cloudwatch_namespace(NAMESPACE)
+        .lambda_cold_start_metric("ColdStart")
+        .with_lambda_request_id("RequestId")
+        .init()?)
+}
+
+/// `call-start`, `dispo`, `new-lead`: API Gateway HTTP API → crm-events queue.
+pub async fn run_ingest(kind: EventKind) -> Result<(), BoxError> {
+    let metrics = init()?;
+    let sdk = aws_config().await;
+    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), env(QUEUE_URL_ENV)?);
+    let secrets = SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk), env(SECRET_ENV)?);
+    let ingest = Ingest::new(Arc::new(queue), Arc::new(secrets));
+    let ingest = &ingest;
+    metrics_cloudwatch_embedded::lambda::handler::run_http(metrics, move |req| async move {
+        Ok::<_, BoxError>(handle_http(ingest, kind, req).await)
+    })
+    .await
+}
+
+/// The HTTP handler: the raw query string (never API Gateway's pre-parsed map, which joins
+/// repeated keys) goes to the shared ingest handler.
+pub async fn handle_http(ingest: &Ingest, kind: EventKind, req: Request) -> Response<Body> {
+    let answer = ingest.handle(kind, req.uri().query()).await;
+    let mut response = Response::new(Body::from(answer.body));
+    *response.status_mut() =
+        lambda_http::http::StatusCode::from_u16(answer.status).unwrap_or(lambda_http::http::StatusCode::INTERNAL_SERVER_ERROR);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, lambda_http::http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+/// The crm-sync worker: crm-events batches → CRM, with partial batch failures.
+#[derive(Debug)]
+pub struct CrmSyncLambda {
+    pub sync: CrmSync,
+    pub queue: SqsQueue,
+    pub dead_letters: SqsDeadLetters,
+}
+
+pub async fn run_crm_sync() -> Result<(), BoxError> {
+    let metrics = init()?;
+    let sdk = aws_config().await;
+    let config = load_config().await?;
+    let crm = build_crm(&config, None)?;
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let worker = CrmSyncLambda {
+        sync: CrmSync::new(&config, crm),
+        queue: SqsQueue::new(sqs.clone(), env(QUEUE_URL_ENV)?),
+        dead_letters: SqsDeadLetters::new(sqs, env(DLQ_URL_ENV)?),
+    };
+    let worker = &worker;
+    metrics_cloudwatch_embedded::lambda::handler::run(metrics, move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, BoxError>(worker.handle(event.payload).await)
+    })
+    .await
+}
+
+impl CrmSyncLambda {
+    /// Failed messages are reported in `batchItemFailures` (needs `ReportBatchItemFailures`
+    /// on the event source mapping); everything else is deleted by Lambda.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let records: Vec<_> = event.records.iter().filter(|r| r.message_id.is_some()).collect();
+        let deliveries: Vec<Delivery<'_>> = records
+            .iter()
+            .map(|r| Delivery {
+                message_id: r.message_id.as_deref().unwrap_or_default(),
+                body: r.body.as_deref().unwrap_or_default(),
+                receive_count: r.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1),
+            })
+            .collect();
+        let outcomes = self.sync.process(&deliveries).await;
+        let mut response = SqsBatchResponse::default();
+        for ((record, delivery), outcome) in records.iter().zip(&deliveries).zip(outcomes) {
+            let failed = match outcome {
+                Outcome::Done => false,
+                Outcome::Retry { delay, .. } => {
+                    // Best effort: without it the message comes back after the queue's
+                    // visibility timeout, which is still a retry.
+                    if let Some(receipt) = record.receipt_handle.as_deref()
+                        && let Err(e) = self.queue.retry_later(receipt, delay).await
+                    {
+                        warn!(message_id = delivery.message_id, error = %e, "cannot set the retry delay");
+                    }
+                    true
+                }
+                Outcome::DeadLetter { reason } => {
+                    let key = record
+                        .message_attributes
+                        .get("idempotency_key")
+                        .and_then(|a| a.string_value.as_deref())
+                        .unwrap_or("");
+                    match self.dead_letters.send(delivery.body, key, &reason).await {
+                        Ok(()) => false,
+                        Err(e) => {
+                            // Keep it on the queue: the redrive policy moves it to the DLQ
+                            // after maxReceiveCount if this keeps failing.
+                            error!(message_id = delivery.message_id, error = %e, "cannot send to the dead-letter queue; will retry");
+                            true
+                        }
+                    }
+                }
+            };
+            if failed {
+                response.add_failure(delivery.message_id.to_owned());
+            }
+        }
+        response
+    }
+}

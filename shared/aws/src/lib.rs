@@ -4,3 +4,5 @@ pub mod config_source;
 pub mod lambda;
 pub mod secrets_manager;
 pub mod sqs;
+
+pub use vicibridge_core::EventKind;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use chrono_tz::Tz;
+pub use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer};
 
 use crate::disposition::{DispositionMap, RuleOverride};

@@ -1,1 +1,13 @@
-//! placeholder
+//! What the Lambdas and `vicibridge serve` share: the ingest handler, the crm-sync batch
+//! processor, the dry-run CRM and telemetry. Framework-neutral: the Lambda and axum shells
+//! only translate their request types.
+
+pub mod crm;
+pub mod ingest;
+pub mod metrics;
+pub mod retry;
+pub mod telemetry;
+pub mod worker;
+
+pub use ingest::{Ingest, IngestResponse};
+pub use worker::{CrmSync, Delivery, Outcome};

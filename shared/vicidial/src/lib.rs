@@ -1,1 +1,9 @@
-//! placeholder
+//! VICIdial: the call URLs it sends us (Start Call, Dispo Call, API New Lead) and the URLs
+//! to paste into its settings. Facts: `shared/reference/vicidial.md` §3 and §10.
+
+pub mod call_url;
+pub mod query;
+pub mod url_templates;
+
+pub use call_url::{RequestError, to_event};
+pub use query::VicidialQuery;

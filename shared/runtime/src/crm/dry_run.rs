@@ -1,0 +1,82 @@
+//! The dry-run CRM: records what a sync would do, changes nothing. One JSON object per line
+//! in `DATA_DIR/dry-run.jsonl` and in the log, so a user sees the mapping work before
+//! pointing vicibridge at a real CRM.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use serde::Serialize;
+use tracing::info;
+use vicibridge_core::SyncError;
+use vicibridge_core::plan::{Change, SyncPlan};
+use vicibridge_core::ports::{Applied, Crm};
+
+use super::CrmSetupError;
+
+pub const FILE_NAME: &str = "dry-run.jsonl";
+
+#[derive(Debug)]
+pub struct DryRunCrm {
+    file: Option<(PathBuf, Mutex<File>)>,
+}
+
+#[derive(Serialize)]
+struct Record<'a> {
+    at: chrono::DateTime<Utc>,
+    crm: &'static str,
+    key: &'a str,
+    lead_id: u64,
+    changes: Vec<Change<'a>>,
+    plan: &'a SyncPlan,
+}
+
+impl DryRunCrm {
+    pub fn open(data_dir: Option<&Path>) -> Result<Self, CrmSetupError> {
+        let file = match data_dir {
+            None => None,
+            Some(dir) => {
+                let path = dir.join(FILE_NAME);
+                let f = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|source| CrmSetupError::DryRunFile { path: path.display().to_string(), source })?;
+                Some((path, Mutex::new(f)))
+            }
+        };
+        Ok(DryRunCrm { file })
+    }
+
+    fn record(&self, plan: &SyncPlan) -> Result<Applied, SyncError> {
+        let record = Record {
+            at: Utc::now(),
+            crm: "dry-run",
+            key: plan.key().as_str(),
+            lead_id: plan.lead_id().get(),
+            changes: plan.changes(),
+            plan,
+        };
+        let line = serde_json::to_string(&record).map_err(|e| SyncError::permanent(format!("cannot encode the dry-run record: {e}")))?;
+        info!(target: "vicibridge::dry_run", record = %line, "dry-run");
+        if let Some((path, file)) = &self.file {
+            let mut f = file.lock().map_err(|_| SyncError::retryable("dry-run file lock poisoned"))?;
+            writeln!(f, "{line}").map_err(|e| SyncError::retryable(format!("cannot write {}: {e}", path.display())))?;
+        }
+        Ok(Applied::Done)
+    }
+}
+
+#[async_trait]
+impl Crm for DryRunCrm {
+    fn name(&self) -> &'static str {
+        "dry-run"
+    }
+
+    async fn apply(&self, plans: &[SyncPlan]) -> Vec<Result<Applied, SyncError>> {
+        plans.iter().map(|p| self.record(p)).collect()
+    }
+}

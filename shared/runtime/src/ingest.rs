@@ -1,0 +1,150 @@
+//! The ingest handler behind `GET /vicidial/{call-start,dispo,new-lead}`.
+//!
+//! Authenticate, validate, enqueue durably, and only then answer 200. VICIdial never retries
+//! and the Start Call URL holds the agent's screen while it waits: answer fast, never 200 for
+//! an event not stored.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+use vicibridge_core::auth::token_matches;
+use vicibridge_core::ports::{OutgoingMessage, Queue, SecretStore};
+use vicibridge_core::{Envelope, EventKind};
+use vicibridge_vicidial::call_url::RequestError;
+use vicibridge_vicidial::query::MAX_QUERY_BYTES;
+use vicibridge_vicidial::{VicidialQuery, to_event};
+
+use crate::metrics as m;
+use crate::retry::QUICK_RETRY_DELAYS;
+
+/// A token that does not match may be newer than our cached secret (a rotation): re-read
+/// the secret, but at most this often, so bad requests cannot hammer Secrets Manager.
+const REFRESH_ON_MISMATCH_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestResponse {
+    pub status: u16,
+    /// One short line; VICIdial stores it in its URL log.
+    pub body: String,
+}
+
+impl IngestResponse {
+    fn new(status: u16, body: impl Into<String>) -> Self {
+        IngestResponse { status, body: body.into() }
+    }
+}
+
+pub struct Ingest {
+    queue: Arc<dyn Queue>,
+    secrets: Arc<dyn SecretStore>,
+    last_refresh: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest").finish_non_exhaustive()
+    }
+}
+
+impl Ingest {
+    pub fn new(queue: Arc<dyn Queue>, secrets: Arc<dyn SecretStore>) -> Self {
+        Ingest { queue, secrets, last_refresh: Mutex::new(None) }
+    }
+
+    /// `raw_query` is the query string as received, without the `?`.
+    pub async fn handle(&self, kind: EventKind, raw_query: Option<&str>) -> IngestResponse {
+        let raw = raw_query.unwrap_or("");
+        if raw.len() > MAX_QUERY_BYTES {
+            return reject(kind, &RequestError::TooLarge { len: raw.len(), max: MAX_QUERY_BYTES });
+        }
+        let query = VicidialQuery::parse(raw);
+        if let Some(refused) = self.authenticate(kind, query.token()).await {
+            return refused;
+        }
+        if !query.dropped_secrets().is_empty() {
+            // Dropped already; tell the operator to take the agent's password out of the URL.
+            warn!(kind = %kind, variables = ?query.dropped_secrets(), "VICIdial URL carries password variables; they were dropped, remove them from the URL");
+        }
+        let event = match to_event(kind, &query) {
+            Ok(event) => event,
+            Err(e) => return reject(kind, &e),
+        };
+        let envelope = Envelope::new(event, Utc::now());
+        let message = OutgoingMessage { key: envelope.key.to_string(), body: envelope.to_json() };
+        match self.enqueue(&message).await {
+            Ok(()) => {
+                let lead = envelope.event.lead_id();
+                metrics::counter!(m::INGEST_ACCEPTED, "kind" => kind.as_str()).increment(1);
+                info!(kind = %kind, key = %envelope.key, lead_id = %lead, "queued");
+                IngestResponse::new(200, format!("OK {kind} queued lead={lead}"))
+            }
+            Err(e) => {
+                metrics::counter!(m::INGEST_QUEUE_FAILURES, "kind" => kind.as_str()).increment(1);
+                warn!(kind = %kind, key = %envelope.key, error = %e, "queue unavailable; answered 503, event not stored");
+                IngestResponse::new(503, "queue unavailable, event not stored: retry")
+            }
+        }
+    }
+
+    async fn authenticate(&self, kind: EventKind, token: Option<&str>) -> Option<IngestResponse> {
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            return Some(unauthorized(kind, "missing token"));
+        };
+        let doc = match self.secrets.current().await {
+            Ok(doc) => doc,
+            Err(e) => {
+                warn!(kind = %kind, error = %e, "cannot read secrets; answered 503");
+                return Some(IngestResponse::new(503, "secrets unavailable: retry"));
+            }
+        };
+        if doc.ingest_tokens.is_empty() {
+            warn!("the secret has no ingest_tokens: every VICIdial request is refused until one is set");
+        }
+        if token_matches(token, &doc.ingest_tokens) {
+            return None;
+        }
+        if self.may_refresh().await
+            && let Ok(fresh) = self.secrets.refresh().await
+            && token_matches(token, &fresh.ingest_tokens)
+        {
+            return None;
+        }
+        Some(unauthorized(kind, "wrong token"))
+    }
+
+    async fn may_refresh(&self) -> bool {
+        let mut last = self.last_refresh.lock().await;
+        let due = last.is_none_or(|t| t.elapsed() >= REFRESH_ON_MISMATCH_EVERY);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
+    }
+
+    async fn enqueue(&self, message: &OutgoingMessage) -> Result<(), vicibridge_core::ports::QueueError> {
+        let mut result = self.queue.send(message).await;
+        for delay in QUICK_RETRY_DELAYS {
+            if result.is_ok() {
+                break;
+            }
+            tokio::time::sleep(delay).await;
+            result = self.queue.send(message).await;
+        }
+        result
+    }
+}
+
+fn unauthorized(kind: EventKind, why: &'static str) -> IngestResponse {
+    metrics::counter!(m::INGEST_REJECTED, "kind" => kind.as_str(), "reason" => "unauthorized").increment(1);
+    warn!(kind = %kind, status = 401, reason = why, "rejected");
+    IngestResponse::new(401, format!("unauthorized: {why}"))
+}
+
+fn reject(kind: EventKind, e: &RequestError) -> IngestResponse {
+    metrics::counter!(m::INGEST_REJECTED, "kind" => kind.as_str(), "reason" => e.label()).increment(1);
+    warn!(kind = %kind, status = e.http_status(), reason = %e, "rejected");
+    IngestResponse::new(e.http_status(), format!("rejected: {e}"))
+}

@@ -1,0 +1,16 @@
+//! Metric names (CloudWatch EMF in Lambda; the alarms in infra/template.yaml use them).
+
+pub const NAMESPACE: &str = "vicibridge";
+/// Events accepted and queued, by `kind`.
+pub const INGEST_ACCEPTED: &str = "IngestAccepted";
+/// Requests refused, by `reason` (unauthorized, too_large, unsubstituted_tag, ...).
+pub const INGEST_REJECTED: &str = "IngestRejected";
+/// 503s: the queue did not take an event.
+pub const INGEST_QUEUE_FAILURES: &str = "IngestQueueFailures";
+/// Events that will not be applied (dead-lettered), by `reason`.
+pub const SYNC_FAILURES: &str = "SyncFailures";
+/// Events put back for a later retry, by `reason`.
+pub const SYNC_RETRIES: &str = "SyncRetries";
+pub const SYNC_APPLIED: &str = "SyncApplied";
+/// Dispositions whose status no layer of the mapping knows, by `status`.
+pub const UNMAPPED_DISPOSITIONS: &str = "UnmappedDispositions";

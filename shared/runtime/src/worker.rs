@@ -1,0 +1,133 @@
+//! The crm-sync worker's decisions for one queue batch: decode, plan, apply through the CRM
+//! port, and classify every message. The drivers (the SQS Lambda, `serve`'s loop) only carry
+//! the outcomes out: delete, retry later, or dead-letter with the reason.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use vicibridge_core::config::Tz;
+use tracing::{error, info, warn};
+use vicibridge_core::config::Config;
+use vicibridge_core::disposition::DispositionMap;
+use vicibridge_core::plan::{SyncPlan, plan};
+use vicibridge_core::ports::{Applied, Crm};
+use vicibridge_core::{Envelope, SyncError};
+
+use crate::metrics as m;
+use crate::retry::backoff;
+
+/// One received message.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    pub message_id: &'a str,
+    pub body: &'a str,
+    /// How many times the queue has delivered it, this delivery included.
+    pub receive_count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied (or already applied): delete the message.
+    Done,
+    /// Put back; visible again after `delay`.
+    Retry { delay: Duration, reason: String },
+    /// Will never succeed as it is: to the DLQ now, with the reason.
+    DeadLetter { reason: String },
+}
+
+pub struct CrmSync {
+    crm: Arc<dyn Crm>,
+    map: DispositionMap,
+    server_tz: Tz,
+}
+
+impl std::fmt::Debug for CrmSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CrmSync").field("crm", &self.crm.name()).finish_non_exhaustive()
+    }
+}
+
+impl CrmSync {
+    pub fn new(config: &Config, crm: Arc<dyn Crm>) -> Self {
+        CrmSync { crm, map: config.disposition_map(), server_tz: config.vicidial.server_time_zone }
+    }
+
+    /// One outcome per delivery, in order.
+    pub async fn process(&self, batch: &[Delivery<'_>]) -> Vec<Outcome> {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
+        let mut plans: Vec<SyncPlan> = Vec::with_capacity(batch.len());
+        // Which deliveries each plan answers: a message the queue delivered twice in one
+        // batch is applied once.
+        let mut owners: Vec<Vec<usize>> = Vec::with_capacity(batch.len());
+        let mut by_key: HashMap<String, usize> = HashMap::new();
+
+        for (i, d) in batch.iter().enumerate() {
+            let envelope = match Envelope::from_json(d.body) {
+                Ok(e) => e,
+                Err(e) => {
+                    outcomes[i] = Some(Outcome::DeadLetter { reason: e.to_string() });
+                    continue;
+                }
+            };
+            if let Some(&p) = by_key.get(envelope.key.as_str()) {
+                owners[p].push(i);
+                continue;
+            }
+            let plan = plan(&envelope, &self.map, self.server_tz);
+            report_plan(&plan);
+            by_key.insert(envelope.key.to_string(), plans.len());
+            plans.push(plan);
+            owners.push(vec![i]);
+        }
+
+        let results = if plans.is_empty() { Vec::new() } else { self.crm.apply(&plans).await };
+        for (p, plan) in plans.iter().enumerate() {
+            let result = results.get(p).cloned().unwrap_or_else(|| {
+                Err(SyncError::retryable(format!("CRM adapter {} returned no result for this message", self.crm.name())))
+            });
+            for &i in &owners[p] {
+                outcomes[i] = Some(self.classify(plan, &batch[i], &result));
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Outcome::Retry { delay: backoff(1, None), reason: "not processed".into() }))
+            .collect()
+    }
+
+    fn classify(&self, plan: &SyncPlan, d: &Delivery<'_>, result: &Result<Applied, SyncError>) -> Outcome {
+        let key = plan.key();
+        let crm = self.crm.name();
+        match result {
+            Ok(applied) => {
+                metrics::counter!(m::SYNC_APPLIED, "crm" => crm).increment(1);
+                info!(key = %key, lead_id = %plan.lead_id(), crm, outcome = ?applied, "synced");
+                Outcome::Done
+            }
+            Err(SyncError::Retryable { reason, retry_after }) => {
+                let delay = backoff(d.receive_count, *retry_after);
+                metrics::counter!(m::SYNC_RETRIES, "crm" => crm).increment(1);
+                warn!(key = %key, crm, attempt = d.receive_count, retry_in_secs = delay.as_secs(), reason = %reason, "sync failed; will retry");
+                Outcome::Retry { delay, reason: reason.clone() }
+            }
+            Err(SyncError::Permanent { reason }) => {
+                metrics::counter!(m::SYNC_FAILURES, "crm" => crm).increment(1);
+                error!(key = %key, lead_id = %plan.lead_id(), crm, reason = %reason, "sync failed permanently; sent to the dead-letter queue");
+                Outcome::DeadLetter { reason: reason.clone() }
+            }
+        }
+    }
+}
+
+fn report_plan(plan: &SyncPlan) {
+    let SyncPlan::Call(call) = plan else { return };
+    let Some(d) = &call.disposition else { return };
+    if !d.mapped {
+        metrics::counter!(m::UNMAPPED_DISPOSITIONS, "status" => d.status.clone()).increment(1);
+        warn!(key = %call.key, status = %d.status, campaign = call.campaign.as_deref().unwrap_or(""), "unmapped disposition: the call is logged, nothing else changes; add it under [dispositions] to map it");
+    }
+    for w in &d.warnings {
+        warn!(key = %call.key, "{w}");
+    }
+}
