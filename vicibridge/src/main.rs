@@ -1,1 +1,171 @@
-fn main() {}
+//! The `vicibridge` command: `serve`, `check-config`, `urls`.
+
+#![allow(clippy::print_stdout)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use vicibridge_core::config::{Config, ConfigError, Severity};
+use vicibridge_core::ports::SecretStore;
+use vicibridge_local::secrets_file::{FileSecrets, SECRETS_JSON_ENV};
+use vicibridge_local::serve::{ServeOptions, serve};
+use vicibridge_runtime::telemetry::{LogFormat, init_logging};
+use vicibridge_vicidial::url_templates::call_urls;
+
+#[derive(Parser, Debug)]
+#[command(name = "vicibridge", version, about = "Bridge between the VICIdial dialer and CRMs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve every route on one port, with the workers in-process and the queue in SQLite.
+    Serve {
+        #[arg(long, env = "VICIBRIDGE_CONFIG")]
+        config: PathBuf,
+        /// The secret JSON file. Without it, the JSON is read from VICIBRIDGE_SECRETS_JSON.
+        #[arg(long, env = "VICIBRIDGE_SECRETS")]
+        secrets: Option<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Queue database and dry-run record live here.
+        #[arg(long, env = "VICIBRIDGE_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = LogFormatArg::Text)]
+        log_format: LogFormatArg,
+    },
+    /// Validate a configuration file; errors name the key and what is wrong.
+    CheckConfig {
+        #[arg(long, env = "VICIBRIDGE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print the Start Call, Dispo Call and API New Lead URLs to paste into VICIdial.
+    Urls {
+        /// Public base URL of vicibridge (the stack's ApiBaseUrl output, or serve's address).
+        #[arg(long)]
+        base_url: String,
+        #[arg(long, env = "VICIBRIDGE_CONFIG")]
+        config: PathBuf,
+        #[arg(long, env = "VICIBRIDGE_SECRETS", required_unless_present = "redact")]
+        secrets: Option<PathBuf>,
+        /// Print a placeholder instead of the ingest token.
+        #[arg(long)]
+        redact: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+fn load_config(path: &Path) -> Result<Config, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Config::from_toml(&text).map_err(|e| match e {
+        ConfigError::Syntax(msg) => format!("{}: {msg}", path.display()),
+        ConfigError::Invalid(_) => format!("{}:\n{e}", path.display()),
+    })
+}
+
+fn secrets(path: Option<&Path>) -> Result<Arc<dyn SecretStore>, String> {
+    let store = match path {
+        Some(p) => FileSecrets::open(p),
+        None => match std::env::var(SECRETS_JSON_ENV) {
+            Ok(json) => FileSecrets::from_json(&json),
+            Err(_) => return Err(format!("no secrets: pass --secrets PATH or set VICIBRIDGE_SECRETS or {SECRETS_JSON_ENV}")),
+        },
+    };
+    store.map(|s| Arc::new(s) as Arc<dyn SecretStore>).map_err(|e| e.to_string())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve { config, secrets: secrets_path, listen, data_dir, log_format } => {
+            init_logging(match log_format {
+                LogFormatArg::Text => LogFormat::Text,
+                LogFormatArg::Json => LogFormat::Json,
+            });
+            let config = load_config(&config)?;
+            let secrets = secrets(secrets_path.as_deref())?;
+            // Fail at start, not at the first call, when the secret file is unusable.
+            let doc = secrets.current().await.map_err(|e| e.to_string())?;
+            if doc.ingest_tokens.is_empty() {
+                tracing::warn!("the secrets have no ingest_tokens: every VICIdial request will be refused (401)");
+            }
+            serve(ServeOptions { config, secrets, listen, data_dir }, shutdown_signal()).await.map_err(|e| e.to_string())
+        }
+        Command::CheckConfig { config: path } => {
+            let config = load_config(&path)?;
+            let warnings: Vec<_> = config.problems().into_iter().filter(|p| p.severity == Severity::Warning).collect();
+            for w in &warnings {
+                println!("{w}");
+            }
+            let campaigns = config.campaigns.len();
+            println!(
+                "ok: {}: crm {}, {} status override(s), {} campaign override(s), dialer time zone {}",
+                path.display(),
+                config.crm.kind,
+                config.dispositions.len(),
+                campaigns,
+                config.vicidial.server_time_zone
+            );
+            Ok(())
+        }
+        Command::Urls { base_url, config, secrets: secrets_path, redact } => {
+            load_config(&config)?;
+            if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+                return Err(format!("--base-url {base_url:?} is not an http(s) URL"));
+            }
+            let token = if redact {
+                "INGEST_TOKEN".to_owned()
+            } else {
+                let doc = secrets(secrets_path.as_deref())?.current().await.map_err(|e| e.to_string())?;
+                let first = doc.ingest_tokens.first().ok_or("the secrets have no ingest_tokens: add one first")?;
+                first.expose().to_owned()
+            };
+            let urls = call_urls(&base_url, &token);
+            println!("start_call_url: {}", urls.start_call_url);
+            println!("dispo_call_url: {}", urls.dispo_call_url);
+            println!("api_new_lead_url: {}", urls.api_new_lead_url);
+            Ok(())
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

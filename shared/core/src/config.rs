@@ -66,11 +66,31 @@ pub struct QueueConfig {
     pub batch_size: u32,
     /// How long the worker waits for a batch to fill (SQS `MaximumBatchingWindowInSeconds`).
     pub batching_window_ms: u32,
+    /// Durability of the SQLite queue file: see [`Durability`].
+    pub durability: Durability,
+}
+
+/// When an accepted event is safe, for the embedded queue of `serve`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// Survives a crash or `kill -9` of vicibridge, not a crash of the machine (SQLite WAL,
+    /// `synchronous=NORMAL`).
+    #[default]
+    Process,
+    /// Also survives power loss: every group commit is fsynced (`synchronous=FULL`).
+    Machine,
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        QueueConfig { visibility_timeout_secs: 60, max_receive_count: 5, batch_size: 100, batching_window_ms: 200 }
+        QueueConfig {
+            visibility_timeout_secs: 60,
+            max_receive_count: 5,
+            batch_size: 100,
+            batching_window_ms: 200,
+            durability: Durability::Process,
+        }
     }
 }
 

@@ -1,1 +1,158 @@
-//! The HTTP server and in-process workers of `vicibridge serve`.
+//! `vicibridge serve`: every ingest route on one port, the crm-sync worker in-process, the
+//! queue in an embedded SQLite file. Same handlers as the Lambdas, other adapters.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::sync::watch;
+use tracing::{info, warn};
+use vicibridge_core::EventKind;
+use vicibridge_core::config::{Config, Durability};
+use vicibridge_core::ports::SecretStore;
+use vicibridge_runtime::crm::{CrmSetupError, build_crm};
+use vicibridge_runtime::{CrmSync, Delivery, Ingest, Outcome};
+
+use crate::queue::{LocalQueueError, QueueOptions, SqliteQueue, Synchronous};
+
+/// File names under `--data-dir`.
+pub const CRM_EVENTS_DB: &str = "crm-events.db";
+
+pub struct ServeOptions {
+    pub config: Config,
+    pub secrets: Arc<dyn SecretStore>,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions").field("listen", &self.listen).field("data_dir", &self.data_dir).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("cannot open the queue: {0}")]
+    Queue(#[from] LocalQueueError),
+    #[error(transparent)]
+    Crm(#[from] CrmSetupError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("HTTP server failed: {0}")]
+    Http(std::io::Error),
+}
+
+fn queue_options(config: &Config) -> QueueOptions {
+    QueueOptions {
+        visibility_timeout: Duration::from_secs(u64::from(config.queue.visibility_timeout_secs)),
+        max_receive_count: config.queue.max_receive_count,
+        synchronous: match config.queue.durability {
+            Durability::Process => Synchronous::Normal,
+            Durability::Machine => Synchronous::Full,
+        },
+    }
+}
+
+pub fn router(ingest: Arc<Ingest>) -> Router {
+    Router::new()
+        .route("/vicidial/call-start", get(|s, u| ingest_route(s, u, EventKind::CallStart)))
+        .route("/vicidial/dispo", get(|s, u| ingest_route(s, u, EventKind::Dispo)))
+        .route("/vicidial/new-lead", get(|s, u| ingest_route(s, u, EventKind::NewLead)))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(ingest)
+}
+
+async fn ingest_route(State(ingest): State<Arc<Ingest>>, uri: Uri, kind: EventKind) -> Response {
+    let answer = ingest.handle(kind, uri.query()).await;
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], answer.body).into_response()
+}
+
+/// Runs until `shutdown` resolves; then stops accepting, answers what is in flight and lets
+/// the worker finish its batch.
+pub async fn serve(options: ServeOptions, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    let ServeOptions { config, secrets, listen, data_dir } = options;
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|source| ServeError::DataDir { path: data_dir.display().to_string(), source })?;
+    let queue = Arc::new(SqliteQueue::open(&data_dir.join(CRM_EVENTS_DB), queue_options(&config))?);
+    let crm = build_crm(&config, Some(&data_dir))?;
+    let sync = CrmSync::new(&config, crm);
+    let ingest = Arc::new(Ingest::new(queue.clone(), secrets));
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|source| ServeError::Listen { addr: listen, source })?;
+    let bound = listener.local_addr().unwrap_or(listen);
+    info!(
+        listen = %bound,
+        data_dir = %data_dir.display(),
+        crm = %config.crm.kind,
+        "vicibridge serve: listening on http://{bound} (routes /vicidial/call-start, /vicidial/dispo, /vicidial/new-lead)"
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker = tokio::spawn(worker_loop(queue, sync, config, stop_rx));
+    let result = axum::serve(listener, router(ingest)).with_graceful_shutdown(shutdown).await;
+    let _ = stop_tx.send(true);
+    if let Err(e) = worker.await {
+        warn!(error = %e, "crm-sync worker ended abnormally");
+    }
+    info!("vicibridge serve: stopped");
+    result.map_err(ServeError::Http)
+}
+
+/// The in-process crm-sync worker: receive a batch (waiting up to the batching window for it
+/// to fill, like SQS's batching window), process it, carry out every outcome.
+async fn worker_loop(queue: Arc<SqliteQueue>, sync: CrmSync, config: Config, mut stop: watch::Receiver<bool>) {
+    let batch_size = config.queue.batch_size as usize;
+    let window = Duration::from_millis(u64::from(config.queue.batching_window_ms));
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let received = tokio::select! {
+            r = queue.receive_wait(batch_size, Duration::from_secs(1)) => r,
+            _ = stop.changed() => return,
+        };
+        let mut batch = match received {
+            Ok(batch) if batch.is_empty() => continue,
+            Ok(batch) => batch,
+            Err(e) => {
+                warn!(error = %e, "cannot receive from the queue; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if batch.len() < batch_size && !window.is_zero() {
+            tokio::time::sleep(window).await;
+            match queue.receive(batch_size - batch.len()).await {
+                Ok(more) => batch.extend(more),
+                Err(e) => warn!(error = %e, "cannot receive from the queue"),
+            }
+        }
+        let deliveries: Vec<Delivery<'_>> = batch
+            .iter()
+            .map(|m| Delivery { message_id: &m.message_id, body: &m.body, receive_count: m.receive_count })
+            .collect();
+        let outcomes = sync.process(&deliveries).await;
+        for (message, outcome) in batch.iter().zip(outcomes) {
+            let done = match &outcome {
+                Outcome::Done => queue.delete(&message.receipt).await,
+                Outcome::Retry { delay, reason } => queue.retry_later(&message.receipt, *delay, reason).await,
+                Outcome::DeadLetter { reason } => queue.dead_letter(&message.receipt, reason).await,
+            };
+            if let Err(e) = done {
+                // The visibility timeout brings the message back: at-least-once, never lost.
+                warn!(message_id = %message.message_id, error = %e, "cannot record the outcome; the message will be delivered again");
+            }
+        }
+    }
+}
