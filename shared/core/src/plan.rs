@@ -260,3 +260,24 @@ impl CallPlan {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> NaiveDateTime {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap().and_hms_opt(h, min, 0).unwrap()
+    }
+
+    #[test]
+    fn server_local_callback_times_become_utc() {
+        let ny: Tz = "America/New_York".parse().unwrap();
+        assert_eq!(local_to_utc(ny, at(2026, 12, 1, 15, 30)).to_rfc3339(), "2026-12-01T20:30:00+00:00");
+        assert_eq!(local_to_utc(ny, at(2026, 7, 1, 15, 30)).to_rfc3339(), "2026-07-01T19:30:00+00:00");
+        // 2026-03-08 02:30 never happened in New York: read as 03:30 EDT.
+        assert_eq!(local_to_utc(ny, at(2026, 3, 8, 2, 30)).to_rfc3339(), "2026-03-08T07:30:00+00:00");
+        // 2026-11-01 01:30 happened twice: the first (EDT) is taken.
+        assert_eq!(local_to_utc(ny, at(2026, 11, 1, 1, 30)).to_rfc3339(), "2026-11-01T05:30:00+00:00");
+    }
+}
