@@ -1,1 +1,3 @@
-//! placeholder
+//! Shared helpers for the integration tests in `tests/tests/`.
+
+pub mod moto;

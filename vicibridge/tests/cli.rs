@@ -1,5 +1,7 @@
 //! `vicibridge check-config` and `vicibridge urls`, as an operator runs them.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 mod common;
 
 use common::*;

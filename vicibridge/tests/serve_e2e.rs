@@ -1,6 +1,8 @@
 //! End to end through the real `vicibridge serve`: HTTP in → SQLite queue → crm-sync worker →
 //! dry-run record.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 mod common;
 
 use common::*;

@@ -34,11 +34,11 @@ fn env(name: &'static str) -> Result<String, BoxError> {
 
 fn init() -> Result<&'static Collector, BoxError> {
     lambda_runtime::tracing::init_default_subscriber();
-    Ok(metrics_cloudwatch_embedded::Builder::new()
+    metrics_cloudwatch_embedded::Builder::new()
         .cloudwatch_namespace(NAMESPACE)
         .lambda_cold_start_metric("ColdStart")
         .with_lambda_request_id("RequestId")
-        .init()?)
+        .init()
 }
 
 /// `call-start`, `dispo`, `new-lead`: API Gateway HTTP API → crm-events queue.

@@ -11,6 +11,8 @@ use crate::event::{CallInfo, Event, EventKind, LeadFields, LeadId};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "plan", rename_all = "snake_case")]
+// One plan per queued message, built once: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum SyncPlan {
     Call(CallPlan),
     NewLead(LeadPlan),

@@ -103,24 +103,26 @@ impl SecretDoc {
     }
 }
 
-/// serde_json quotes offending values in some messages ("invalid type: string \"abc\"");
-/// keep the line/column, drop anything quoted.
+/// serde_json quotes offending values in its messages: strings in double quotes
+/// (`invalid type: string "abc"`), numbers and booleans in backticks (``integer `123` ``).
+/// Keep the line and column, drop anything quoted.
 fn redacted_serde_error(e: &serde_json::Error) -> String {
     let msg = e.to_string();
     let mut out = String::with_capacity(msg.len());
-    let mut in_quote = false;
+    let mut open: Option<char> = None;
     for c in msg.chars() {
-        match c {
-            '"' if !in_quote => {
-                in_quote = true;
-                out.push_str("\"…");
+        match (open, c) {
+            (None, '"' | '`') => {
+                open = Some(c);
+                out.push(c);
+                out.push('…');
             }
-            '"' => {
-                in_quote = false;
-                out.push('"');
+            (Some(q), _) if q == c => {
+                open = None;
+                out.push(c);
             }
-            _ if in_quote => {}
-            _ => out.push(c),
+            (Some(_), _) => {}
+            (None, _) => out.push(c),
         }
     }
     out
@@ -152,5 +154,8 @@ mod tests {
         let msg = err.to_string();
         assert!(!msg.contains("supersecretvalue"), "{msg}");
         assert!(msg.contains("line 1"), "{msg}");
+        let err = SecretDoc::from_json(r#"{"vicidial":{"api_user":"u","api_pass":12345678}}"#).unwrap_err();
+        let msg = err.to_string();
+        assert!(!msg.contains("12345678") && msg.contains("invalid type: integer"), "{msg}");
     }
 }

@@ -1,5 +1,7 @@
 //! The crm-sync decisions for one batch: what is deleted, retried, or dead-lettered, and why.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

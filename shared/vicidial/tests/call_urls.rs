@@ -1,5 +1,7 @@
 //! VICIdial call URLs, encoded the way VICIdial encodes them (fixtures/), to typed events.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use chrono::NaiveDate;
 use vicibridge_core::event::{CallKey, Event, EventKind};
 use vicibridge_vicidial::call_url::RequestError;

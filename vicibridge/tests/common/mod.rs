@@ -1,6 +1,6 @@
 //! Runs the real `vicibridge` binary as a child process.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
