@@ -1,3 +1,6 @@
 //! Shared helpers for the integration tests in `tests/tests/`.
 
+pub mod hubspot_sim;
 pub mod moto;
+pub mod salesforce_sim;
+pub mod vicidial_sim;

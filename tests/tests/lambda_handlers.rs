@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsEvent;
-use vicibridge_aws::lambda::{CrmSyncLambda, handle_http};
+use vicibridge_aws::lambda::{SqsWorker, handle_http};
 use vicibridge_aws::secrets_manager::SecretsManagerStore;
 use vicibridge_aws::sqs::{SqsDeadLetters, SqsQueue};
 use vicibridge_core::config::Config;
 use vicibridge_core::plan::SyncPlan;
 use vicibridge_core::ports::{Applied, Crm, Queue};
-use vicibridge_core::{Envelope, EventKind, SyncError};
+use vicibridge_core::{Envelope, SyncError};
+use vicibridge_vicidial::CallUrl;
 use vicibridge_runtime::crm::dry_run::DryRunCrm;
 use vicibridge_runtime::{CrmSync, Ingest};
 use vicibridge_tests::moto::Moto;
@@ -44,7 +45,7 @@ async fn secret(moto: &Moto, tokens: &[&str]) -> String {
 }
 
 async fn answer(ingest: &Ingest, raw_query: &str) -> (u16, String) {
-    let response = handle_http(ingest, EventKind::Dispo, apigw_request(raw_query)).await;
+    let response = handle_http(ingest, CallUrl::Dispo, apigw_request(raw_query)).await;
     let status = response.status().as_u16();
     assert_eq!(response.headers()["content-type"], "text/plain; charset=utf-8");
     (status, String::from_utf8(response.body().to_vec()).unwrap())
@@ -140,7 +141,7 @@ async fn sqs_event(queue: &SqsQueue, bodies: &[String]) -> SqsEvent {
 
 fn good_envelope() -> String {
     let query = vicibridge_vicidial::VicidialQuery::parse(&dispo_query(TOKEN));
-    let event = vicibridge_vicidial::to_event(EventKind::Dispo, &query).unwrap();
+    let event = vicibridge_vicidial::to_event(CallUrl::Dispo, &query).unwrap();
     Envelope::new(event, chrono::Utc::now()).to_json()
 }
 
@@ -148,8 +149,8 @@ fn good_envelope() -> String {
 async fn crm_sync_reports_partial_batch_failures_and_dead_letters_with_a_reason() {
     let moto = Moto::start().await;
     let (queue_url, dlq_url) = moto.create_queue_with_dlq("crm-events", 5).await;
-    let worker = CrmSyncLambda {
-        sync: CrmSync::new(&config(), Arc::new(DryRunCrm::open(None).unwrap())),
+    let worker = SqsWorker {
+        handler: Arc::new(CrmSync::new(&config(), Arc::new(DryRunCrm::open(None, None).unwrap()))),
         queue: SqsQueue::new(moto.sqs(), &queue_url),
         dead_letters: SqsDeadLetters::new(moto.sqs(), &dlq_url),
     };
@@ -176,8 +177,8 @@ async fn crm_sync_reports_partial_batch_failures_and_dead_letters_with_a_reason(
 async fn crm_sync_puts_retryable_failures_back_with_a_delay() {
     let moto = Moto::start().await;
     let (queue_url, dlq_url) = moto.create_queue_with_dlq("crm-events", 5).await;
-    let worker = CrmSyncLambda {
-        sync: CrmSync::new(&config(), Arc::new(DownCrm)),
+    let worker = SqsWorker {
+        handler: Arc::new(CrmSync::new(&config(), Arc::new(DownCrm))),
         queue: SqsQueue::new(moto.sqs(), &queue_url),
         dead_letters: SqsDeadLetters::new(moto.sqs(), &dlq_url),
     };

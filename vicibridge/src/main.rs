@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod hubspot_setup;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use vicibridge_core::config::{Config, ConfigError, Severity};
 use vicibridge_core::ports::SecretStore;
@@ -57,6 +59,9 @@ enum Command {
         #[arg(long)]
         redact: bool,
     },
+    /// HubSpot tools: `vicibridge hubspot setup` creates the custom properties.
+    #[command(subcommand)]
+    Hubspot(hubspot_setup::HubspotCommand),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -154,6 +159,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("dispo_call_url: {}", urls.dispo_call_url);
             println!("api_new_lead_url: {}", urls.api_new_lead_url);
             Ok(())
+        }
+        Command::Hubspot(hubspot_setup::HubspotCommand::Setup { config, secrets: secrets_path }) => {
+            let config = load_config(&config)?;
+            hubspot_setup::setup(&config, secrets(secrets_path.as_deref())?).await
         }
     }
 }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), vicibridge_aws::lambda::Error> {
-    vicibridge_aws::lambda::run_ingest(vicibridge_aws::EventKind::CallStart).await
+    vicibridge_aws::lambda::run_ingest(vicibridge_aws::CallUrl::CallStart).await
 }

@@ -9,10 +9,10 @@ use lambda_http::{Body, Request, Response};
 use lambda_runtime::LambdaEvent;
 use metrics_cloudwatch_embedded::Collector;
 use tracing::{error, warn};
-use vicibridge_core::EventKind;
-use vicibridge_runtime::crm::build_crm;
+use vicibridge_vicidial::CallUrl;
+use vicibridge_runtime::crm::build_crm_with_writer;
 use vicibridge_runtime::metrics::NAMESPACE;
-use vicibridge_runtime::{CrmSync, Delivery, Ingest, Outcome};
+use vicibridge_runtime::{BatchHandler, CrmSync, Delivery, Ingest, Outcome};
 
 use crate::config_source::{aws_config, load_config};
 use crate::secrets_manager::SecretsManagerStore;
@@ -42,7 +42,7 @@ fn init() -> Result<&'static Collector, BoxError> {
 }
 
 /// `call-start`, `dispo`, `new-lead`: API Gateway HTTP API → crm-events queue.
-pub async fn run_ingest(kind: EventKind) -> Result<(), BoxError> {
+pub async fn run_ingest(url: CallUrl) -> Result<(), BoxError> {
     let metrics = init()?;
     let sdk = aws_config().await;
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), env(QUEUE_URL_ENV)?);
@@ -50,15 +50,15 @@ pub async fn run_ingest(kind: EventKind) -> Result<(), BoxError> {
     let ingest = Ingest::new(Arc::new(queue), Arc::new(secrets));
     let ingest = &ingest;
     metrics_cloudwatch_embedded::lambda::handler::run_http(metrics, move |req| async move {
-        Ok::<_, BoxError>(handle_http(ingest, kind, req).await)
+        Ok::<_, BoxError>(handle_http(ingest, url, req).await)
     })
     .await
 }
 
 /// The HTTP handler: the raw query string (never API Gateway's pre-parsed map, which joins
 /// repeated keys) goes to the shared ingest handler.
-pub async fn handle_http(ingest: &Ingest, kind: EventKind, req: Request) -> Response<Body> {
-    let answer = ingest.handle(kind, req.uri().query()).await;
+pub async fn handle_http(ingest: &Ingest, url: CallUrl, req: Request) -> Response<Body> {
+    let answer = ingest.handle(url, req.uri().query()).await;
     let mut response = Response::new(Body::from(answer.body));
     *response.status_mut() =
         lambda_http::http::StatusCode::from_u16(answer.status).unwrap_or(lambda_http::http::StatusCode::INTERNAL_SERVER_ERROR);
@@ -68,22 +68,32 @@ pub async fn handle_http(ingest: &Ingest, kind: EventKind, req: Request) -> Resp
     response
 }
 
-/// The crm-sync worker: crm-events batches → CRM, with partial batch failures.
-#[derive(Debug)]
-pub struct CrmSyncLambda {
-    pub sync: CrmSync,
+/// An SQS-triggered worker (crm-sync, lead-inject): a batch handler, plus the queue (for retry
+/// delays) and its dead-letter queue (for permanent failures), with partial batch failures.
+pub struct SqsWorker {
+    pub handler: Arc<dyn BatchHandler>,
     pub queue: SqsQueue,
     pub dead_letters: SqsDeadLetters,
+}
+
+impl std::fmt::Debug for SqsWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqsWorker").field("queue", &self.queue.queue_url()).finish_non_exhaustive()
+    }
 }
 
 pub async fn run_crm_sync() -> Result<(), BoxError> {
     let metrics = init()?;
     let sdk = aws_config().await;
     let config = load_config().await?;
-    let crm = build_crm(&config, None)?;
+    let secret_id = env(SECRET_ENV)?;
+    let secrets = Arc::new(SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk), &secret_id));
+    // Stores a rotated Salesforce refresh token (needs secretsmanager:PutSecretValue).
+    let writer = Arc::new(crate::secret_writer::SecretsManagerWriter::new(aws_sdk_secretsmanager::Client::new(sdk), secret_id));
+    let crm = build_crm_with_writer(&config, secrets, Some(writer), None)?;
     let sqs = aws_sdk_sqs::Client::new(sdk);
-    let worker = CrmSyncLambda {
-        sync: CrmSync::new(&config, crm),
+    let worker = SqsWorker {
+        handler: Arc::new(CrmSync::new(&config, crm)),
         queue: SqsQueue::new(sqs.clone(), env(QUEUE_URL_ENV)?),
         dead_letters: SqsDeadLetters::new(sqs, env(DLQ_URL_ENV)?),
     };
@@ -94,7 +104,7 @@ pub async fn run_crm_sync() -> Result<(), BoxError> {
     .await
 }
 
-impl CrmSyncLambda {
+impl SqsWorker {
     /// Failed messages are reported in `batchItemFailures` (needs `ReportBatchItemFailures`
     /// on the event source mapping); everything else is deleted by Lambda.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
@@ -107,7 +117,7 @@ impl CrmSyncLambda {
                 receive_count: r.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1),
             })
             .collect();
-        let outcomes = self.sync.process(&deliveries).await;
+        let outcomes = self.handler.process(&deliveries).await;
         let mut response = SqsBatchResponse::default();
         for ((record, delivery), outcome) in records.iter().zip(&deliveries).zip(outcomes) {
             let failed = match outcome {

@@ -2,7 +2,8 @@
 
 pub mod config_source;
 pub mod lambda;
+pub mod secret_writer;
 pub mod secrets_manager;
 pub mod sqs;
 
-pub use vicibridge_core::EventKind;
+pub use vicibridge_vicidial::CallUrl;

@@ -32,6 +32,10 @@ impl IdempotencyKey {
             Event::CallStart(e) => Self::for_call(EventKind::CallStart, e.lead_id, &e.call.key),
             Event::Dispo(e) => Self::for_call(EventKind::Dispo, e.lead_id, &e.call.key),
             Event::NewLead(e) => Self::for_new_lead(e.lead_id),
+            // One injection per CRM record and announcement: a redelivery (Salesforce resends
+            // a notification, HubSpot retries for days) has the same key.
+            Event::LeadInjection(e) => IdempotencyKey(format!("{}:lead-injection:{}:{}", e.source, e.crm_ref, e.origin)),
+            Event::LeadInjected(e) => IdempotencyKey(format!("{}:lead-injected:{}:{}", e.source, e.crm_ref, e.lead_id)),
         }
     }
 

@@ -44,6 +44,10 @@ pub enum EventKind {
     CallStart,
     Dispo,
     NewLead,
+    /// A CRM announced a lead to inject into VICIdial (lead-injections queue).
+    LeadInjection,
+    /// The lead was added to VICIdial: write its lead_id back to the CRM (crm-events queue).
+    LeadInjected,
 }
 
 impl EventKind {
@@ -52,6 +56,8 @@ impl EventKind {
             EventKind::CallStart => "call-start",
             EventKind::Dispo => "dispo",
             EventKind::NewLead => "new-lead",
+            EventKind::LeadInjection => "lead-injection",
+            EventKind::LeadInjected => "lead-injected",
         }
     }
 }
@@ -197,13 +203,63 @@ pub struct NewLead {
     pub entry_date: Option<String>,
 }
 
-/// One event from VICIdial (later also from the CRMs).
+/// Which CRM a lead came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LeadSource {
+    Hubspot,
+    Salesforce,
+}
+
+impl LeadSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeadSource::Hubspot => "hubspot",
+            LeadSource::Salesforce => "salesforce",
+        }
+    }
+}
+
+impl fmt::Display for LeadSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A CRM record announced for injection into VICIdial, as the CRM sent it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeadInjection {
+    pub source: LeadSource,
+    /// The CRM record id (HubSpot contact id; Salesforce record id): `vendor_lead_code`.
+    pub crm_ref: String,
+    /// The CRM object type (`contact`, `Lead`, `Contact`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    /// What the CRM announced: a HubSpot workflow, a Salesforce notification id, ...
+    pub origin: String,
+    /// The record's properties as the CRM named them, flat (latest values only).
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+/// The lead was added (or found) in VICIdial: link it back in the CRM.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeadInjected {
+    pub source: LeadSource,
+    pub crm_ref: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    pub lead_id: LeadId,
+}
+
+/// One event: from VICIdial (call start, disposition, new lead) or from a CRM (a lead to inject).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "payload", rename_all = "kebab-case")]
 pub enum Event {
     CallStart(CallStart),
     Dispo(Disposition),
     NewLead(NewLead),
+    LeadInjection(LeadInjection),
+    LeadInjected(LeadInjected),
 }
 
 impl Event {
@@ -212,14 +268,19 @@ impl Event {
             Event::CallStart(_) => EventKind::CallStart,
             Event::Dispo(_) => EventKind::Dispo,
             Event::NewLead(_) => EventKind::NewLead,
+            Event::LeadInjection(_) => EventKind::LeadInjection,
+            Event::LeadInjected(_) => EventKind::LeadInjected,
         }
     }
 
-    pub fn lead_id(&self) -> LeadId {
+    /// The VICIdial lead, when the event is about one that exists already.
+    pub fn lead_id(&self) -> Option<LeadId> {
         match self {
-            Event::CallStart(e) => e.lead_id,
-            Event::Dispo(e) => e.lead_id,
-            Event::NewLead(e) => e.lead_id,
+            Event::CallStart(e) => Some(e.lead_id),
+            Event::Dispo(e) => Some(e.lead_id),
+            Event::NewLead(e) => Some(e.lead_id),
+            Event::LeadInjected(e) => Some(e.lead_id),
+            Event::LeadInjection(_) => None,
         }
     }
 }

@@ -8,6 +8,8 @@ pub mod config;
 pub mod disposition;
 pub mod envelope;
 pub mod event;
+pub mod lead;
+pub mod phone;
 pub mod plan;
 pub mod ports;
 pub mod secrets;

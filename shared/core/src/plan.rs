@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::disposition::{CallOutcome, DispositionMap};
 use crate::envelope::{Envelope, IdempotencyKey};
-use crate::event::{CallInfo, Event, EventKind, LeadFields, LeadId};
+use crate::event::{CallInfo, Event, EventKind, LeadFields, LeadId, LeadSource};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "plan", rename_all = "snake_case")]
@@ -16,6 +16,8 @@ use crate::event::{CallInfo, Event, EventKind, LeadFields, LeadId};
 pub enum SyncPlan {
     Call(CallPlan),
     NewLead(LeadPlan),
+    /// Store VICIdial's lead_id on the CRM record the lead was injected from.
+    LinkLead(LinkPlan),
 }
 
 impl SyncPlan {
@@ -23,6 +25,7 @@ impl SyncPlan {
         match self {
             SyncPlan::Call(c) => &c.key,
             SyncPlan::NewLead(l) => &l.key,
+            SyncPlan::LinkLead(l) => &l.key,
         }
     }
 
@@ -30,6 +33,7 @@ impl SyncPlan {
         match self {
             SyncPlan::Call(c) => c.lead_id,
             SyncPlan::NewLead(l) => l.lead_id,
+            SyncPlan::LinkLead(l) => l.lead_id,
         }
     }
 }
@@ -101,6 +105,16 @@ pub struct LeadPlan {
     pub added_by: Option<String>,
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LinkPlan {
+    pub key: IdempotencyKey,
+    /// The CRM the lead came from; an adapter for another CRM has nothing to do.
+    pub source: LeadSource,
+    pub crm_ref: String,
+    pub object: Option<String>,
+    pub lead_id: LeadId,
+}
+
 /// One CRM-neutral change, as the dry-run CRM records it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
@@ -123,12 +137,16 @@ pub enum Change<'a> {
     FlagDoNotCall,
     UnmappedStatus { status: &'a str },
     UpsertContact { linked_to: Option<&'a str> },
+    WriteBackLeadId { source: LeadSource, crm_ref: &'a str, lead_id: LeadId },
 }
 
 impl SyncPlan {
     pub fn changes(&self) -> Vec<Change<'_>> {
         match self {
             SyncPlan::NewLead(l) => vec![Change::UpsertContact { linked_to: l.crm_ref.as_deref() }],
+            SyncPlan::LinkLead(l) => {
+                vec![Change::WriteBackLeadId { source: l.source, crm_ref: &l.crm_ref, lead_id: l.lead_id }]
+            }
             SyncPlan::Call(c) => {
                 let d = c.disposition.as_ref();
                 let mut out = vec![Change::LogCall {
@@ -195,10 +213,24 @@ fn call_plan(key: IdempotencyKey, phase: CallPhase, lead_id: LeadId, lead: &Lead
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("a {0} event has nothing to do with the CRM: it belongs on the lead-injections queue")]
+    WrongQueue(EventKind),
+}
+
 /// Decides what an event means for the CRM.
-pub fn plan(envelope: &Envelope, map: &DispositionMap, server_tz: Tz) -> SyncPlan {
+pub fn plan(envelope: &Envelope, map: &DispositionMap, server_tz: Tz) -> Result<SyncPlan, PlanError> {
     let key = envelope.key.clone();
-    match &envelope.event {
+    Ok(match &envelope.event {
+        Event::LeadInjection(_) => return Err(PlanError::WrongQueue(EventKind::LeadInjection)),
+        Event::LeadInjected(e) => SyncPlan::LinkLead(LinkPlan {
+            key,
+            source: e.source,
+            crm_ref: e.crm_ref.clone(),
+            object: e.object.clone(),
+            lead_id: e.lead_id,
+        }),
         Event::CallStart(e) => SyncPlan::Call(call_plan(key, CallPhase::Started, e.lead_id, &e.lead, &e.call)),
         Event::NewLead(e) => SyncPlan::NewLead(LeadPlan {
             key,
@@ -251,7 +283,7 @@ pub fn plan(envelope: &Envelope, map: &DispositionMap, server_tz: Tz) -> SyncPla
             });
             SyncPlan::Call(plan)
         }
-    }
+    })
 }
 
 impl CallPlan {

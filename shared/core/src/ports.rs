@@ -62,3 +62,30 @@ pub trait Crm: Send + Sync {
     fn name(&self) -> &'static str;
     async fn apply(&self, plans: &[SyncPlan]) -> Vec<Result<Applied, SyncError>>;
 }
+
+/// One HTTP request a CRM adapter would send, for the dry-run record.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RequestPreview {
+    pub method: &'static str,
+    pub url: String,
+    pub body: serde_json::Value,
+}
+
+/// Lets the dry-run CRM show a real CRM's exact requests without sending them: with
+/// `crm.kind = "dry-run"` and a `[hubspot]` (or `[salesforce]`) section, the dry-run record
+/// carries what that adapter would send for each batch. No I/O: requests that depend on an
+/// answer (a search before an update) are shown as the adapter would first send them.
+pub trait PreviewRequests: Send + Sync {
+    fn crm_name(&self) -> &'static str;
+    fn preview(&self, plans: &[SyncPlan]) -> Vec<RequestPreview>;
+}
+
+/// Writes back to the secret what a CRM hands out and only the secret may keep: Salesforce's
+/// rotated refresh token (the previous one stops working the moment a new one is issued).
+/// Adapters re-read the document, change that one value and store it whole, so the other
+/// sections are kept as they are; the value is a [`Secret`] so it cannot be logged by accident.
+#[async_trait]
+pub trait SecretWriter: Send + Sync {
+    /// Sets `salesforce.refresh_token`; returns once the new value is durably stored.
+    async fn put_salesforce_refresh_token(&self, token: &crate::secrets::Secret) -> Result<(), SecretsError>;
+}

@@ -68,6 +68,12 @@ pub struct SalesforceSecrets {
     pub refresh_token: Option<Secret>,
     pub organization_id: Option<String>,
     pub webhook_token: Option<Secret>,
+    /// JWT bearer flow (`[salesforce] auth = "jwt-bearer"`): the integration user's username.
+    #[serde(default)]
+    pub username: Option<Secret>,
+    /// JWT bearer flow: the PEM private key whose certificate is on the connected app.
+    #[serde(default)]
+    pub private_key: Option<Secret>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +99,7 @@ impl SecretDoc {
         }
         if let Some(s) = &self.salesforce {
             out.extend(
-                [&s.client_id, &s.client_secret, &s.refresh_token, &s.webhook_token]
+                [&s.client_id, &s.client_secret, &s.refresh_token, &s.webhook_token, &s.username, &s.private_key]
                     .into_iter()
                     .flatten()
                     .map(Secret::expose),

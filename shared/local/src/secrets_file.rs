@@ -1,1 +1,232 @@
-//! Secrets from a local JSON file or an environment variable.
+//! Secrets from a local JSON file or an environment variable: the `SecretStore` of
+//! `vicibridge serve`.
+//!
+//! The file is re-read once its TTL has passed (30 s by default), so an edit is picked up
+//! without a restart, and at once by `refresh()`. If a timed re-read fails (the file is
+//! half-written by an editor, or was broken by one), `current()` keeps serving the last good
+//! document, logs a warning and tries again after another TTL: a typo must not stop ingest.
+//! `refresh()` reports the error, since its caller asked for the file as it is now.
+//! Errors name the file and the JSON position, never a value.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use vicibridge_core::ports::{SecretStore, SecretsError};
+use vicibridge_core::secrets::SecretDoc;
+
+pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
+
+/// The environment variable that may hold the secret JSON itself.
+pub const SECRETS_JSON_ENV: &str = "VICIBRIDGE_SECRETS_JSON";
+
+pub struct FileSecrets {
+    /// `None` for a document given as a string: nothing to re-read.
+    path: Option<PathBuf>,
+    ttl: Duration,
+    cached: RwLock<Cached>,
+    /// One re-read at a time; the others wait for it and use its result.
+    reload: tokio::sync::Mutex<()>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    doc: Arc<SecretDoc>,
+    loaded_at: Instant,
+}
+
+impl fmt::Debug for FileSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileSecrets").field("path", &self.path).field("ttl", &self.ttl).finish_non_exhaustive()
+    }
+}
+
+impl FileSecrets {
+    /// Reads and validates the file now, so a bad secrets file stops startup with a clear
+    /// message rather than failing the first request.
+    pub fn open(path: impl Into<PathBuf>) -> Result<FileSecrets, SecretsError> {
+        let path = path.into();
+        let text = std::fs::read_to_string(&path).map_err(|e| read_error(&path, &e))?;
+        let doc = parse(&text, Some(&path))?;
+        Ok(FileSecrets::new(Some(path), doc))
+    }
+
+    /// The document given as a string (the `VICIBRIDGE_SECRETS_JSON` variable).
+    pub fn from_json(text: &str) -> Result<FileSecrets, SecretsError> {
+        let doc = parse(text, None)?;
+        Ok(FileSecrets::new(None, doc))
+    }
+
+    /// How long a read of the file is used before the next `current()` reads it again.
+    pub fn with_ttl(mut self, ttl: Duration) -> FileSecrets {
+        self.ttl = ttl;
+        self
+    }
+
+    fn new(path: Option<PathBuf>, doc: SecretDoc) -> FileSecrets {
+        FileSecrets {
+            path,
+            ttl: DEFAULT_TTL,
+            cached: RwLock::new(Cached { doc: Arc::new(doc), loaded_at: Instant::now() }),
+            reload: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn cached(&self) -> Cached {
+        // The lock only guards a plain swap of values; a panic elsewhere cannot leave it torn.
+        self.cached.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn is_fresh(&self, cached: &Cached) -> bool {
+        self.path.is_none() || cached.loaded_at.elapsed() < self.ttl
+    }
+
+    /// Reads the file and, if it parses, makes it the cached document.
+    async fn reload(&self, path: &Path) -> Result<Arc<SecretDoc>, SecretsError> {
+        let text = tokio::fs::read_to_string(path).await.map_err(|e| read_error(path, &e))?;
+        let doc = Arc::new(parse(&text, Some(path))?);
+        *self.cached.write().unwrap_or_else(PoisonError::into_inner) =
+            Cached { doc: Arc::clone(&doc), loaded_at: Instant::now() };
+        Ok(doc)
+    }
+}
+
+#[async_trait]
+impl SecretStore for FileSecrets {
+    async fn current(&self) -> Result<Arc<SecretDoc>, SecretsError> {
+        let cached = self.cached();
+        let Some(path) = self.path.as_deref() else {
+            return Ok(cached.doc);
+        };
+        if self.is_fresh(&cached) {
+            return Ok(cached.doc);
+        }
+        let _reloading = self.reload.lock().await;
+        // Another caller may have re-read the file while we waited for the lock.
+        let cached = self.cached();
+        if self.is_fresh(&cached) {
+            return Ok(cached.doc);
+        }
+        match self.reload(path).await {
+            Ok(doc) => Ok(doc),
+            Err(error) => {
+                tracing::warn!(%error, "keeping the previous secrets until the file reads cleanly");
+                // Try again after another TTL, not on every request.
+                let mut slot = self.cached.write().unwrap_or_else(PoisonError::into_inner);
+                slot.loaded_at = Instant::now();
+                Ok(Arc::clone(&slot.doc))
+            }
+        }
+    }
+
+    async fn refresh(&self) -> Result<Arc<SecretDoc>, SecretsError> {
+        let Some(path) = self.path.as_deref() else {
+            return Ok(self.cached().doc);
+        };
+        let _reloading = self.reload.lock().await;
+        self.reload(path).await
+    }
+}
+
+fn parse(text: &str, path: Option<&Path>) -> Result<SecretDoc, SecretsError> {
+    // SecretDoc's error is already redacted: position and field names only.
+    SecretDoc::from_json(text).map_err(|e| match path {
+        Some(path) => SecretsError::Invalid(format!("{}: {e}", path.display())),
+        None => SecretsError::Invalid(format!("{SECRETS_JSON_ENV}: {e}")),
+    })
+}
+
+fn read_error(path: &Path, error: &std::io::Error) -> SecretsError {
+    SecretsError::Unavailable(format!("cannot read secrets file {}: {error}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC_A: &str = r#"{"ingest_tokens": ["token-aaaa-1111"]}"#;
+    const DOC_B: &str = r#"{"ingest_tokens": ["token-bbbb-2222", "token-aaaa-1111"]}"#;
+
+    fn first_token(doc: &SecretDoc) -> &str {
+        doc.ingest_tokens[0].expose()
+    }
+
+    fn write(path: &Path, text: &str) {
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[tokio::test]
+    async fn reads_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.json");
+        write(&path, DOC_A);
+        let secrets = FileSecrets::open(&path).unwrap();
+        assert_eq!(first_token(&secrets.current().await.unwrap()), "token-aaaa-1111");
+    }
+
+    #[tokio::test]
+    async fn serves_the_cache_within_the_ttl_and_refresh_rereads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.json");
+        write(&path, DOC_A);
+        let secrets = FileSecrets::open(&path).unwrap().with_ttl(Duration::from_secs(3600));
+        write(&path, DOC_B);
+        assert_eq!(first_token(&secrets.current().await.unwrap()), "token-aaaa-1111", "cached");
+        assert_eq!(first_token(&secrets.refresh().await.unwrap()), "token-bbbb-2222");
+        assert_eq!(first_token(&secrets.current().await.unwrap()), "token-bbbb-2222");
+    }
+
+    #[tokio::test]
+    async fn rereads_the_file_once_the_ttl_has_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.json");
+        write(&path, DOC_A);
+        // A zero TTL has always passed.
+        let secrets = FileSecrets::open(&path).unwrap().with_ttl(Duration::ZERO);
+        write(&path, DOC_B);
+        assert_eq!(first_token(&secrets.current().await.unwrap()), "token-bbbb-2222");
+    }
+
+    #[tokio::test]
+    async fn a_broken_edit_keeps_the_last_good_document_but_refresh_reports_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.json");
+        write(&path, DOC_A);
+        let secrets = FileSecrets::open(&path).unwrap().with_ttl(Duration::ZERO);
+        write(&path, r#"{"ingest_tokens": ["token-cccc-3333""#);
+        assert_eq!(first_token(&secrets.current().await.unwrap()), "token-aaaa-1111");
+        let error = secrets.refresh().await.unwrap_err().to_string();
+        assert!(error.contains("secrets.json"), "{error}");
+        assert!(!error.contains("token-cccc-3333"), "{error}");
+        write(&path, DOC_B);
+        assert_eq!(first_token(&secrets.current().await.unwrap()), "token-bbbb-2222");
+    }
+
+    #[test]
+    fn open_errors_name_the_file_and_never_a_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.json");
+        let error = FileSecrets::open(&missing).unwrap_err();
+        assert!(matches!(error, SecretsError::Unavailable(_)));
+        assert!(error.to_string().contains("missing.json"), "{error}");
+
+        let bad = dir.path().join("bad.json");
+        write(&bad, r#"{"ingest_tokens": "supersecretvalue"}"#);
+        let error = FileSecrets::open(&bad).unwrap_err();
+        assert!(matches!(error, SecretsError::Invalid(_)));
+        let message = error.to_string();
+        assert!(message.contains("bad.json") && !message.contains("supersecretvalue"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn from_json_serves_the_string() {
+        let secrets = FileSecrets::from_json(DOC_B).unwrap().with_ttl(Duration::ZERO);
+        assert_eq!(first_token(&secrets.current().await.unwrap()), "token-bbbb-2222");
+        assert_eq!(first_token(&secrets.refresh().await.unwrap()), "token-bbbb-2222");
+        let error = FileSecrets::from_json(r#"{"hubspot": {"access_token": 5}, "x": "supersecret"}"#).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains(SECRETS_JSON_ENV) && !message.contains("supersecret"), "{message}");
+    }
+}

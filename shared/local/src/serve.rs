@@ -14,11 +14,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::watch;
 use tracing::{info, warn};
-use vicibridge_core::EventKind;
+use vicibridge_vicidial::CallUrl;
 use vicibridge_core::config::{Config, Durability};
 use vicibridge_core::ports::SecretStore;
-use vicibridge_runtime::crm::{CrmSetupError, build_crm};
-use vicibridge_runtime::{CrmSync, Delivery, Ingest, Outcome};
+use vicibridge_runtime::crm::{CrmSetupError, build_crm_with_writer};
+use vicibridge_runtime::{BatchHandler, CrmSync, Delivery, Ingest, Outcome};
 
 use crate::queue::{LocalQueueError, QueueOptions, SqliteQueue, Synchronous};
 
@@ -65,15 +65,15 @@ fn queue_options(config: &Config) -> QueueOptions {
 
 pub fn router(ingest: Arc<Ingest>) -> Router {
     Router::new()
-        .route("/vicidial/call-start", get(|s, u| ingest_route(s, u, EventKind::CallStart)))
-        .route("/vicidial/dispo", get(|s, u| ingest_route(s, u, EventKind::Dispo)))
-        .route("/vicidial/new-lead", get(|s, u| ingest_route(s, u, EventKind::NewLead)))
+        .route("/vicidial/call-start", get(|s, u| ingest_route(s, u, CallUrl::CallStart)))
+        .route("/vicidial/dispo", get(|s, u| ingest_route(s, u, CallUrl::Dispo)))
+        .route("/vicidial/new-lead", get(|s, u| ingest_route(s, u, CallUrl::NewLead)))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(ingest)
 }
 
-async fn ingest_route(State(ingest): State<Arc<Ingest>>, uri: Uri, kind: EventKind) -> Response {
-    let answer = ingest.handle(kind, uri.query()).await;
+async fn ingest_route(State(ingest): State<Arc<Ingest>>, uri: Uri, url: CallUrl) -> Response {
+    let answer = ingest.handle(url, uri.query()).await;
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], answer.body).into_response()
 }
@@ -81,11 +81,21 @@ async fn ingest_route(State(ingest): State<Arc<Ingest>>, uri: Uri, kind: EventKi
 /// Runs until `shutdown` resolves; then stops accepting, answers what is in flight and lets
 /// the worker finish its batch.
 pub async fn serve(options: ServeOptions, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    serve_with_secret_writer(options, None, shutdown).await
+}
+
+/// [`serve`], with the writer that stores a rotated Salesforce refresh token back into the
+/// secrets file (`crate::secret_writer::FileSecretWriter` on the `--secrets` path).
+pub async fn serve_with_secret_writer(
+    options: ServeOptions,
+    writer: Option<Arc<dyn vicibridge_core::ports::SecretWriter>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let ServeOptions { config, secrets, listen, data_dir } = options;
     std::fs::create_dir_all(&data_dir)
         .map_err(|source| ServeError::DataDir { path: data_dir.display().to_string(), source })?;
     let queue = Arc::new(SqliteQueue::open(&data_dir.join(CRM_EVENTS_DB), queue_options(&config))?);
-    let crm = build_crm(&config, Some(&data_dir))?;
+    let crm = build_crm_with_writer(&config, secrets.clone(), writer, Some(&data_dir))?;
     let sync = CrmSync::new(&config, crm);
     let ingest = Arc::new(Ingest::new(queue.clone(), secrets));
     let listener =
@@ -99,7 +109,7 @@ pub async fn serve(options: ServeOptions, shutdown: impl Future<Output = ()> + S
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let worker = tokio::spawn(worker_loop(queue, sync, config, stop_rx));
+    let worker = tokio::spawn(worker_loop(queue, Arc::new(sync), config, stop_rx));
     let result = axum::serve(listener, router(ingest)).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);
     if let Err(e) = worker.await {
@@ -111,7 +121,12 @@ pub async fn serve(options: ServeOptions, shutdown: impl Future<Output = ()> + S
 
 /// The in-process crm-sync worker: receive a batch (waiting up to the batching window for it
 /// to fill, like SQS's batching window), process it, carry out every outcome.
-async fn worker_loop(queue: Arc<SqliteQueue>, sync: CrmSync, config: Config, mut stop: watch::Receiver<bool>) {
+async fn worker_loop(
+    queue: Arc<SqliteQueue>,
+    handler: Arc<dyn BatchHandler>,
+    config: Config,
+    mut stop: watch::Receiver<bool>,
+) {
     let batch_size = config.queue.batch_size as usize;
     let window = Duration::from_millis(u64::from(config.queue.batching_window_ms));
     loop {
@@ -142,7 +157,7 @@ async fn worker_loop(queue: Arc<SqliteQueue>, sync: CrmSync, config: Config, mut
             .iter()
             .map(|m| Delivery { message_id: &m.message_id, body: &m.body, receive_count: m.receive_count })
             .collect();
-        let outcomes = sync.process(&deliveries).await;
+        let outcomes = handler.process(&deliveries).await;
         for (message, outcome) in batch.iter().zip(outcomes) {
             let done = match &outcome {
                 Outcome::Done => queue.delete(&message.receipt).await,

@@ -6,17 +6,62 @@ use std::path::Path;
 use std::sync::Arc;
 
 use vicibridge_core::config::{Config, CrmKind};
-use vicibridge_core::ports::Crm;
+use vicibridge_core::ports::{Crm, PreviewRequests, SecretStore, SecretWriter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CrmSetupError {
     #[error("cannot open the dry-run record {path}: {source}")]
     DryRunFile { path: String, source: std::io::Error },
+    #[error("crm.kind = \"{0}\" is not available in this build")]
+    NotInThisBuild(CrmKind),
+    #[error("cannot set up the Salesforce adapter: {0}")]
+    Salesforce(String),
+    #[error("cannot set up the HubSpot adapter: {0}")]
+    Hubspot(String),
 }
 
 /// `data_dir` is where `serve` keeps its files; Lambdas have none and dry-run only logs.
-pub fn build_crm(config: &Config, data_dir: Option<&Path>) -> Result<Arc<dyn Crm>, CrmSetupError> {
+pub fn build_crm(
+    config: &Config,
+    secrets: Arc<dyn SecretStore>,
+    data_dir: Option<&Path>,
+) -> Result<Arc<dyn Crm>, CrmSetupError> {
+    build_crm_with_writer(config, secrets, None, data_dir)
+}
+
+/// Like [`build_crm`], with the writer that stores a rotated Salesforce refresh token in the
+/// secret (without one, a rotated token lives in memory only, with an alert metric).
+pub fn build_crm_with_writer(
+    config: &Config,
+    secrets: Arc<dyn SecretStore>,
+    writer: Option<Arc<dyn SecretWriter>>,
+    data_dir: Option<&Path>,
+) -> Result<Arc<dyn Crm>, CrmSetupError> {
+    let _ = &secrets;
     match config.crm.kind {
-        CrmKind::DryRun => Ok(Arc::new(dry_run::DryRunCrm::open(data_dir)?)),
+        CrmKind::DryRun => Ok(Arc::new(dry_run::DryRunCrm::open(data_dir, preview(config))?)),
+        CrmKind::Salesforce => {
+            // Config::from_toml refuses kind = "salesforce" without the section.
+            let section = config.salesforce.clone().ok_or(CrmSetupError::NotInThisBuild(CrmKind::Salesforce))?;
+            let crm = vicibridge_salesforce::SalesforceCrm::new(section, secrets, writer)
+                .map_err(|e| CrmSetupError::Salesforce(e.to_string()))?;
+            Ok(Arc::new(crm))
+        }
+        CrmKind::Hubspot => {
+            vicibridge_hubspot::crm(config, secrets).map_err(|e| CrmSetupError::Hubspot(e.to_string()))
+        }
+        #[allow(unreachable_patterns)]
+        other => Err(CrmSetupError::NotInThisBuild(other)),
     }
+}
+
+/// The adapter whose requests the dry-run record shows, if the config names one.
+fn preview(config: &Config) -> Option<Arc<dyn PreviewRequests>> {
+    if let Some(p) = vicibridge_hubspot::preview(config) {
+        return Some(p);
+    }
+    if let (Some(sf), None) = (&config.salesforce, &config.hubspot) {
+        return Some(Arc::new(vicibridge_salesforce::SalesforcePreview::new(sf.clone())));
+    }
+    None
 }

@@ -15,7 +15,7 @@ use vicibridge_core::ports::{OutgoingMessage, Queue, SecretStore};
 use vicibridge_core::{Envelope, EventKind};
 use vicibridge_vicidial::call_url::RequestError;
 use vicibridge_vicidial::query::MAX_QUERY_BYTES;
-use vicibridge_vicidial::{VicidialQuery, to_event};
+use vicibridge_vicidial::{CallUrl, VicidialQuery, to_event};
 
 use crate::metrics as m;
 use crate::retry::QUICK_RETRY_DELAYS;
@@ -55,7 +55,8 @@ impl Ingest {
     }
 
     /// `raw_query` is the query string as received, without the `?`.
-    pub async fn handle(&self, kind: EventKind, raw_query: Option<&str>) -> IngestResponse {
+    pub async fn handle(&self, url: CallUrl, raw_query: Option<&str>) -> IngestResponse {
+        let kind = url.event_kind();
         let raw = raw_query.unwrap_or("");
         if raw.len() > MAX_QUERY_BYTES {
             return reject(kind, &RequestError::TooLarge { len: raw.len(), max: MAX_QUERY_BYTES });
@@ -68,7 +69,7 @@ impl Ingest {
             // Dropped already; tell the operator to take the agent's password out of the URL.
             warn!(kind = %kind, variables = ?query.dropped_secrets(), "VICIdial URL carries password variables; they were dropped, remove them from the URL");
         }
-        let event = match to_event(kind, &query) {
+        let event = match to_event(url, &query) {
             Ok(event) => event,
             Err(e) => return reject(kind, &e),
         };
@@ -76,7 +77,7 @@ impl Ingest {
         let message = OutgoingMessage { key: envelope.key.to_string(), body: envelope.to_json() };
         match self.enqueue(&message).await {
             Ok(()) => {
-                let lead = envelope.event.lead_id();
+                let lead = envelope.event.lead_id().map_or_else(String::new, |l| l.to_string());
                 metrics::counter!(m::INGEST_ACCEPTED, "kind" => kind.as_str()).increment(1);
                 info!(kind = %kind, key = %envelope.key, lead_id = %lead, "queued");
                 IngestResponse::new(200, format!("OK {kind} queued lead={lead}"))

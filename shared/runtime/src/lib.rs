@@ -4,10 +4,14 @@
 
 pub mod crm;
 pub mod ingest;
+pub mod lead_inject;
+pub mod lead_webhook;
 pub mod metrics;
 pub mod retry;
 pub mod telemetry;
 pub mod worker;
 
 pub use ingest::{Ingest, IngestResponse};
-pub use worker::{CrmSync, Delivery, Outcome};
+pub use lead_inject::LeadInject;
+pub use lead_webhook::{LeadWebhook, WebhookRequest, WebhookResponse};
+pub use worker::{BatchHandler, CrmSync, Delivery, Outcome};

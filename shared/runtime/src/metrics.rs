@@ -14,3 +14,11 @@ pub const SYNC_RETRIES: &str = "SyncRetries";
 pub const SYNC_APPLIED: &str = "SyncApplied";
 /// Dispositions whose status no layer of the mapping knows, by `status`.
 pub const UNMAPPED_DISPOSITIONS: &str = "UnmappedDispositions";
+/// Lead webhooks refused, by `source` and `status`.
+pub const WEBHOOK_REJECTED: &str = "WebhookRejected";
+/// Records queued for injection.
+pub const WEBHOOK_QUEUED: &str = "WebhookQueued";
+/// Lead injection outcomes, by `result` (added, duplicate, rejected, retry) and `reason`.
+pub const LEAD_INJECTIONS: &str = "LeadInjections";
+/// Login / permission errors from VICIdial: an operator must act.
+pub const DIALER_AUTH_ALERTS: &str = "DialerAuthAlerts";

@@ -36,6 +36,13 @@ pub enum Outcome {
     DeadLetter { reason: String },
 }
 
+/// A queue consumer's decisions for one batch: one outcome per delivery, in order. The
+/// drivers (the SQS Lambda runtime, `serve`'s loop) carry the outcomes out.
+#[async_trait::async_trait]
+pub trait BatchHandler: Send + Sync {
+    async fn process(&self, batch: &[Delivery<'_>]) -> Vec<Outcome>;
+}
+
 pub struct CrmSync {
     crm: Arc<dyn Crm>,
     map: DispositionMap,
@@ -54,7 +61,7 @@ impl CrmSync {
     }
 
     /// One outcome per delivery, in order.
-    pub async fn process(&self, batch: &[Delivery<'_>]) -> Vec<Outcome> {
+    pub async fn process_batch(&self, batch: &[Delivery<'_>]) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
         let mut plans: Vec<SyncPlan> = Vec::with_capacity(batch.len());
         // Which deliveries each plan answers: a message the queue delivered twice in one
@@ -74,7 +81,13 @@ impl CrmSync {
                 owners[p].push(i);
                 continue;
             }
-            let plan = plan(&envelope, &self.map, self.server_tz);
+            let plan = match plan(&envelope, &self.map, self.server_tz) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    outcomes[i] = Some(Outcome::DeadLetter { reason: e.to_string() });
+                    continue;
+                }
+            };
             report_plan(&plan);
             by_key.insert(envelope.key.to_string(), plans.len());
             plans.push(plan);
@@ -112,7 +125,8 @@ impl CrmSync {
                 Outcome::Retry { delay, reason: reason.clone() }
             }
             Err(SyncError::Permanent { reason }) => {
-                metrics::counter!(m::SYNC_FAILURES, "crm" => crm).increment(1);
+                // No dimension: the SyncFailures alarm watches the dimension-less metric.
+                metrics::counter!(m::SYNC_FAILURES).increment(1);
                 error!(key = %key, lead_id = %plan.lead_id(), crm, reason = %reason, "sync failed permanently; sent to the dead-letter queue");
                 Outcome::DeadLetter { reason: reason.clone() }
             }
@@ -129,5 +143,12 @@ fn report_plan(plan: &SyncPlan) {
     }
     for w in &d.warnings {
         warn!(key = %call.key, "{w}");
+    }
+}
+
+#[async_trait::async_trait]
+impl BatchHandler for CrmSync {
+    async fn process(&self, batch: &[Delivery<'_>]) -> Vec<Outcome> {
+        self.process_batch(batch).await
     }
 }

@@ -99,7 +99,7 @@ async fn each_message_is_classified_on_its_own() {
         delivery("e", "{not json", 1),
         delivery("f", &v2, 1),
     ];
-    let out = sync.process(&batch).await;
+    let out = sync.process_batch(&batch).await;
     assert_eq!(out[0], Outcome::Done);
     assert_eq!(out[1], Outcome::DeadLetter { reason: "HubSpot said 400: Property \"dealstage\" has invalid value".into() });
     assert!(matches!(&out[2], Outcome::Retry { delay, reason } if *delay >= Duration::from_secs(120) && reason.contains("429")), "{:?}", out[2]);
@@ -113,7 +113,7 @@ async fn each_message_is_classified_on_its_own() {
 async fn a_message_delivered_twice_in_one_batch_is_applied_once() {
     let (sync, crm) = sync(false);
     let body = envelope(7, "SALE");
-    let out = sync.process(&[delivery("a", &body, 1), delivery("b", &body, 2)]).await;
+    let out = sync.process_batch(&[delivery("a", &body, 1), delivery("b", &body, 2)]).await;
     assert_eq!(out, [Outcome::Done, Outcome::Done]);
     assert_eq!(*crm.seen.lock().unwrap(), ["vicidial:dispo:7:uniqueid:1795298900.7"]);
 }
@@ -122,7 +122,7 @@ async fn a_message_delivered_twice_in_one_batch_is_applied_once() {
 async fn a_missing_answer_from_the_crm_is_retried_not_lost() {
     let (sync, _) = sync(true);
     let (a, b) = (envelope(1, "SALE"), envelope(2, "SALE"));
-    let out = sync.process(&[delivery("a", &a, 1), delivery("b", &b, 1)]).await;
+    let out = sync.process_batch(&[delivery("a", &a, 1), delivery("b", &b, 1)]).await;
     assert_eq!(out[0], Outcome::Done);
     assert!(matches!(&out[1], Outcome::Retry { reason, .. } if reason.contains("returned no result")));
 }
@@ -136,7 +136,7 @@ fn unmapped_dispositions_are_counted_not_failed() {
         rt.block_on(async {
             let (sync, _) = sync(false);
             let (x, y) = (envelope(1, "ZZTOP"), envelope(2, "SALE"));
-            sync.process(&[delivery("a", &x, 1), delivery("b", &y, 1)]).await
+            sync.process_batch(&[delivery("a", &x, 1), delivery("b", &y, 1)]).await
         })
     });
     assert_eq!(out, [Outcome::Done, Outcome::Done]);

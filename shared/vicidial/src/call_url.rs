@@ -6,6 +6,27 @@ use vicibridge_core::LeadId;
 
 use crate::query::{VicidialQuery, form_decode};
 
+/// The three URLs VICIdial calls, each an ingest route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CallUrl {
+    /// Start Call URL: `GET /vicidial/call-start`.
+    CallStart,
+    /// Dispo Call URL: `GET /vicidial/dispo`.
+    Dispo,
+    /// API New Lead URL: `GET /vicidial/new-lead`.
+    NewLead,
+}
+
+impl CallUrl {
+    pub fn event_kind(self) -> EventKind {
+        match self {
+            CallUrl::CallStart => EventKind::CallStart,
+            CallUrl::Dispo => EventKind::Dispo,
+            CallUrl::NewLead => EventKind::NewLead,
+        }
+    }
+}
+
 /// Why a request is refused. Messages name keys and never echo values (they may be PII).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
@@ -118,7 +139,7 @@ fn callback_at(q: &VicidialQuery) -> Result<Option<NaiveDateTime>, RequestError>
 
 /// Builds the event a route announces. Checks run in a fixed order so the answer is stable:
 /// conflicting repeats, unsubstituted tags, then each required variable.
-pub fn to_event(kind: EventKind, q: &VicidialQuery) -> Result<Event, RequestError> {
+pub fn to_event(url: CallUrl, q: &VicidialQuery) -> Result<Event, RequestError> {
     if let Some(key) = q.conflict() {
         return Err(RequestError::Conflicting { key: key.to_owned() });
     }
@@ -127,9 +148,9 @@ pub fn to_event(kind: EventKind, q: &VicidialQuery) -> Result<Event, RequestErro
     }
     let lead_id = lead_id(q)?;
     let lead = lead_fields(q);
-    Ok(match kind {
-        EventKind::CallStart => Event::CallStart(CallStart { lead_id, lead, call: call_info(q)? }),
-        EventKind::Dispo => {
+    Ok(match url {
+        CallUrl::CallStart => Event::CallStart(CallStart { lead_id, lead, call: call_info(q)? }),
+        CallUrl::Dispo => {
             let status = q.get("dispo").ok_or(RequestError::Missing { key: "dispo" })?;
             if status.len() > 20 || status.contains(char::is_whitespace) {
                 return Err(RequestError::Invalid { key: "dispo", reason: "is not a VICIdial status code" });
@@ -149,7 +170,7 @@ pub fn to_event(kind: EventKind, q: &VicidialQuery) -> Result<Event, RequestErro
                 term_reason: owned(q, "term_reason"),
             })
         }
-        EventKind::NewLead => Event::NewLead(NewLead {
+        CallUrl::NewLead => Event::NewLead(NewLead {
             lead_id,
             lead,
             added_by: owned(q, "user"),

@@ -3,16 +3,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use chrono::NaiveDate;
-use vicibridge_core::event::{CallKey, Event, EventKind};
+use vicibridge_core::event::{CallKey, Event};
 use vicibridge_vicidial::call_url::RequestError;
 use vicibridge_vicidial::url_templates::call_urls;
-use vicibridge_vicidial::{VicidialQuery, to_event};
+use vicibridge_vicidial::{CallUrl, VicidialQuery, to_event};
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
-fn event(kind: EventKind, raw: &str) -> Result<Event, RequestError> {
+fn event(kind: CallUrl, raw: &str) -> Result<Event, RequestError> {
     to_event(kind, &VicidialQuery::parse(raw))
 }
 
@@ -21,7 +21,7 @@ fn dispo_callback_as_vicidial_sends_it() {
     let raw = fixture("dispo_callbk.query");
     let q = VicidialQuery::parse(&raw);
     assert_eq!(q.token(), Some("tok-current-0123456789"));
-    let Ok(Event::Dispo(d)) = to_event(EventKind::Dispo, &q) else { panic!("not a dispo") };
+    let Ok(Event::Dispo(d)) = to_event(CallUrl::Dispo, &q) else { panic!("not a dispo") };
     assert_eq!(d.lead_id.get(), 9);
     assert_eq!(d.status, "CALLBK");
     assert_eq!(d.status_name.as_deref(), Some("Call Back Hold"), "dispo_name is double-encoded");
@@ -43,13 +43,13 @@ fn dispo_callback_as_vicidial_sends_it() {
 
 #[test]
 fn call_start_and_new_lead() {
-    let Ok(Event::CallStart(c)) = event(EventKind::CallStart, &fixture("call_start.query")) else { panic!() };
+    let Ok(Event::CallStart(c)) = event(CallUrl::CallStart, &fixture("call_start.query")) else { panic!() };
     assert_eq!(c.lead.first_name.as_deref(), Some("Jos Mara"));
     assert_eq!(c.lead.vendor_lead_code, None);
     assert_eq!(c.call.ingroup, None);
     assert_eq!(c.call.key.value(), "1795298973.4567");
 
-    let Ok(Event::NewLead(n)) = event(EventKind::NewLead, &fixture("new_lead.query")) else { panic!() };
+    let Ok(Event::NewLead(n)) = event(CallUrl::NewLead, &fixture("new_lead.query")) else { panic!() };
     assert_eq!(n.lead.vendor_lead_code.as_deref(), Some("CRM-123/abc"));
     assert_eq!(n.lead.comments.as_deref(), Some("hello world & more"));
     assert_eq!(n.added_by.as_deref(), Some("6666"));
@@ -58,7 +58,7 @@ fn call_start_and_new_lead() {
 
 #[test]
 fn bad_input_names_the_variable() {
-    let e = event(EventKind::Dispo, &fixture("start_url_misused.query")).unwrap_err();
+    let e = event(CallUrl::Dispo, &fixture("start_url_misused.query")).unwrap_err();
     assert_eq!(e, RequestError::Unsubstituted { key: "recording_filename".into(), variable: "recording_filename".into() });
     assert!(e.to_string().contains("--A--recording_filename--B--"));
 
@@ -72,12 +72,12 @@ fn bad_input_names_the_variable() {
         ("lead_id=1&uniqueid=1.2&dispo=SALE&callback_datetime=tomorrow", "`callback_datetime` must be YYYY-MM-DD HH:MM:SS"),
     ];
     for (raw, msg) in cases {
-        let e = event(EventKind::Dispo, raw).unwrap_err();
+        let e = event(CallUrl::Dispo, raw).unwrap_err();
         assert_eq!(e.to_string(), *msg, "{raw}");
         assert_eq!(e.http_status(), 400);
     }
     // A call id alone is enough; repeated identical values are fine.
-    assert!(event(EventKind::Dispo, "lead_id=1&lead_id=1&call_id=M1&dispo=NI").is_ok());
+    assert!(event(CallUrl::Dispo, "lead_id=1&lead_id=1&call_id=M1&dispo=NI").is_ok());
 }
 
 /// The URLs `vicibridge urls` prints, filled in the way VICIdial fills them, parse back.
@@ -111,7 +111,7 @@ fn printed_urls_round_trip() {
     };
     let q = VicidialQuery::parse(&fill(&urls.dispo_call_url));
     assert_eq!(q.token(), Some("tok/+="));
-    assert!(matches!(to_event(EventKind::Dispo, &q), Ok(Event::Dispo(d)) if d.status_name.as_deref() == Some("Sale Made")));
-    assert!(to_event(EventKind::CallStart, &VicidialQuery::parse(&fill(&urls.start_call_url))).is_ok());
-    assert!(to_event(EventKind::NewLead, &VicidialQuery::parse(&fill(&urls.api_new_lead_url))).is_ok());
+    assert!(matches!(to_event(CallUrl::Dispo, &q), Ok(Event::Dispo(d)) if d.status_name.as_deref() == Some("Sale Made")));
+    assert!(to_event(CallUrl::CallStart, &VicidialQuery::parse(&fill(&urls.start_call_url))).is_ok());
+    assert!(to_event(CallUrl::NewLead, &VicidialQuery::parse(&fill(&urls.api_new_lead_url))).is_ok());
 }

@@ -1,5 +1,9 @@
 //! The configuration file (TOML, not secret). One file for Lambda and `vicibridge serve`.
 
+pub mod hubspot;
+pub mod lead_injection;
+pub mod salesforce;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -7,14 +11,27 @@ pub use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer};
 
 use crate::disposition::{DispositionMap, RuleOverride};
+pub use hubspot::HubspotConfig;
+pub use lead_injection::LeadInjectionConfig;
+pub use salesforce::SalesforceConfig;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub vicidial: VicidialConfig,
     pub crm: CrmConfig,
+    /// Required when `crm.kind = "hubspot"`; with `dry-run` it makes the record show HubSpot's
+    /// exact requests.
+    #[serde(default)]
+    pub hubspot: Option<HubspotConfig>,
+    /// Required when `crm.kind = "salesforce"`.
+    #[serde(default)]
+    pub salesforce: Option<SalesforceConfig>,
     #[serde(default)]
     pub queue: QueueConfig,
+    /// CRM records → VICIdial `add_lead`; unset: no lead injection.
+    #[serde(default)]
+    pub lead_injection: Option<LeadInjectionConfig>,
     /// Overrides of the built-in mapping, by status code.
     #[serde(default)]
     pub dispositions: BTreeMap<String, RuleOverride>,
@@ -38,12 +55,16 @@ pub struct VicidialConfig {
 pub enum CrmKind {
     /// Record what would be done (`DATA_DIR/dry-run.jsonl` and the log), change nothing.
     DryRun,
+    Hubspot,
+    Salesforce,
 }
 
 impl fmt::Display for CrmKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             CrmKind::DryRun => "dry-run",
+            CrmKind::Hubspot => "hubspot",
+            CrmKind::Salesforce => "salesforce",
         })
     }
 }
@@ -169,6 +190,16 @@ impl Config {
         } else if url.contains('?') || url.contains('#') {
             error("vicidial.base_url".into(), "must not carry a query or fragment".into());
         }
+        match self.crm.kind {
+            CrmKind::Hubspot if self.hubspot.is_none() => {
+                error("hubspot".into(), "crm.kind is \"hubspot\": add a [hubspot] section (base_url = \"https://api.hubapi.com\")".into())
+            }
+            CrmKind::Salesforce if self.salesforce.is_none() => error(
+                "salesforce".into(),
+                "crm.kind is \"salesforce\": add a [salesforce] section (login_url = \"https://login.salesforce.com\")".into(),
+            ),
+            _ => {}
+        }
         let q = &self.queue;
         if q.visibility_timeout_secs == 0 || q.visibility_timeout_secs > 43_200 {
             error("queue.visibility_timeout_secs".into(), "must be between 1 and 43200 seconds (SQS's range)".into());
@@ -196,6 +227,15 @@ impl Config {
             if id.is_empty() || id.len() > 8 {
                 error(format!("campaigns.{id}"), "a VICIdial campaign id is 2 to 8 characters".into());
             }
+        }
+        if let Some(h) = &self.hubspot {
+            out.extend(h.config_problems(self));
+        }
+        if let Some(s) = &self.salesforce {
+            out.extend(s.problems(self));
+        }
+        if let Some(li) = &self.lead_injection {
+            li.problems(&mut out);
         }
         out
     }

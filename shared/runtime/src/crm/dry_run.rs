@@ -13,15 +13,23 @@ use serde::Serialize;
 use tracing::info;
 use vicibridge_core::SyncError;
 use vicibridge_core::plan::{Change, SyncPlan};
-use vicibridge_core::ports::{Applied, Crm};
+use std::sync::Arc;
+
+use vicibridge_core::ports::{Applied, Crm, PreviewRequests, RequestPreview};
 
 use super::CrmSetupError;
 
 pub const FILE_NAME: &str = "dry-run.jsonl";
 
-#[derive(Debug)]
 pub struct DryRunCrm {
     file: Option<(PathBuf, Mutex<File>)>,
+    preview: Option<Arc<dyn PreviewRequests>>,
+}
+
+impl std::fmt::Debug for DryRunCrm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DryRunCrm").field("file", &self.file.as_ref().map(|(p, _)| p)).finish_non_exhaustive()
+    }
 }
 
 #[derive(Serialize)]
@@ -32,10 +40,20 @@ struct Record<'a> {
     lead_id: u64,
     changes: Vec<Change<'a>>,
     plan: &'a SyncPlan,
+    /// The exact requests of the CRM named in the config, when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requests: Option<Requests>,
+}
+
+#[derive(Serialize)]
+struct Requests {
+    crm: &'static str,
+    /// Batch requests carry every plan of the batch; each record shows the whole batch.
+    batch: Vec<RequestPreview>,
 }
 
 impl DryRunCrm {
-    pub fn open(data_dir: Option<&Path>) -> Result<Self, CrmSetupError> {
+    pub fn open(data_dir: Option<&Path>, preview: Option<Arc<dyn PreviewRequests>>) -> Result<Self, CrmSetupError> {
         let file = match data_dir {
             None => None,
             Some(dir) => {
@@ -48,10 +66,10 @@ impl DryRunCrm {
                 Some((path, Mutex::new(f)))
             }
         };
-        Ok(DryRunCrm { file })
+        Ok(DryRunCrm { file, preview })
     }
 
-    fn record(&self, plan: &SyncPlan) -> Result<Applied, SyncError> {
+    fn record(&self, plan: &SyncPlan, requests: Option<Requests>) -> Result<Applied, SyncError> {
         let record = Record {
             at: Utc::now(),
             crm: "dry-run",
@@ -59,6 +77,7 @@ impl DryRunCrm {
             lead_id: plan.lead_id().get(),
             changes: plan.changes(),
             plan,
+            requests,
         };
         let line = serde_json::to_string(&record).map_err(|e| SyncError::permanent(format!("cannot encode the dry-run record: {e}")))?;
         info!(target: "vicibridge::dry_run", record = %line, "dry-run");
@@ -77,6 +96,10 @@ impl Crm for DryRunCrm {
     }
 
     async fn apply(&self, plans: &[SyncPlan]) -> Vec<Result<Applied, SyncError>> {
-        plans.iter().map(|p| self.record(p)).collect()
+        let batch = self.preview.as_ref().map(|p| (p.crm_name(), p.preview(plans)));
+        plans
+            .iter()
+            .map(|p| self.record(p, batch.as_ref().map(|(crm, b)| Requests { crm, batch: b.clone() })))
+            .collect()
     }
 }

@@ -1,0 +1,249 @@
+//! The lead-webhook handler behind `POST /hubspot/leads` and `POST /salesforce/leads`:
+//! authenticate, parse, enqueue every announced record on the lead-injections queue, and only
+//! then answer — for Salesforce, with the exact ACK it waits for.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use http::HeaderMap;
+use tracing::{info, warn};
+use vicibridge_core::Envelope;
+use vicibridge_core::event::{Event, LeadInjection, LeadSource};
+use vicibridge_core::ports::{OutgoingMessage, Queue, SecretStore};
+use vicibridge_hubspot::webhook::{self as hubspot, ReplayGuard, SignedRequest};
+use vicibridge_salesforce::outbound_message::{self as soap, ACK, ACK_CONTENT_TYPE};
+
+use crate::metrics as m;
+use crate::retry::QUICK_RETRY_DELAYS;
+
+/// Larger bodies are refused (413). 100 SOAP notifications with a few fields each stay far below.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Header carrying the Flow callout's shared secret (`salesforce.webhook_token`).
+pub const SALESFORCE_TOKEN_HEADER: &str = "x-vicibridge-token";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookResponse {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+impl WebhookResponse {
+    fn text(status: u16, body: impl Into<String>) -> Self {
+        WebhookResponse { status, content_type: "text/plain; charset=utf-8", body: body.into() }
+    }
+}
+
+/// One inbound request, framework-neutral.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+}
+
+impl WebhookRequest<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The URL the caller used: the configured public base URL, else rebuilt from `Host`
+    /// and `X-Forwarded-Proto` (API Gateway sets both).
+    fn public_uri(&self, public_base_url: Option<&str>) -> String {
+        let base = match public_base_url {
+            Some(b) => b.trim_end_matches('/').to_owned(),
+            None => {
+                let proto = self.header("x-forwarded-proto").unwrap_or("https");
+                format!("{proto}://{}", self.header("host").unwrap_or(""))
+            }
+        };
+        match self.query {
+            Some(q) if !q.is_empty() => format!("{base}{}?{q}", self.path),
+            _ => format!("{base}{}", self.path),
+        }
+    }
+}
+
+pub struct LeadWebhook {
+    queue: Arc<dyn Queue>,
+    secrets: Arc<dyn SecretStore>,
+    public_base_url: Option<String>,
+    replay: ReplayGuard,
+}
+
+impl std::fmt::Debug for LeadWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeadWebhook").field("public_base_url", &self.public_base_url).finish_non_exhaustive()
+    }
+}
+
+fn rejected(source: LeadSource, status: u16, reason: &str) -> WebhookResponse {
+    metrics::counter!(m::WEBHOOK_REJECTED, "source" => source.as_str(), "status" => status.to_string()).increment(1);
+    warn!(source = %source, status, reason, "lead webhook rejected");
+    WebhookResponse::text(status, format!("rejected: {reason}"))
+}
+
+impl LeadWebhook {
+    /// `public_base_url`: the URL HubSpot is configured to call, when a proxy or custom
+    /// domain changes what the request shows (signature v2/v3 sign the public URL).
+    pub fn new(queue: Arc<dyn Queue>, secrets: Arc<dyn SecretStore>, public_base_url: Option<String>) -> Self {
+        LeadWebhook { queue, secrets, public_base_url, replay: ReplayGuard::default() }
+    }
+
+    /// `POST /hubspot/leads`: a workflow's "Send a webhook" with one contact.
+    pub async fn hubspot(&self, req: WebhookRequest<'_>) -> WebhookResponse {
+        let source = LeadSource::Hubspot;
+        if req.body.len() > MAX_BODY_BYTES {
+            return rejected(source, 413, "body larger than 1 MiB");
+        }
+        let doc = match self.secrets.current().await {
+            Ok(doc) => doc,
+            Err(e) => {
+                warn!(error = %e, "cannot read secrets; answered 503");
+                return WebhookResponse::text(503, "secrets unavailable: retry");
+            }
+        };
+        let uri = req.public_uri(self.public_base_url.as_deref());
+        let signed = SignedRequest { method: req.method, uri: &uri, body: req.body, headers: req.headers };
+        let verified = match hubspot::verify(&signed, doc.hubspot.as_ref(), Utc::now().timestamp_millis(), &self.replay) {
+            Ok(v) => v,
+            Err(e) => return rejected(source, 401, &e.to_string()),
+        };
+        let contact = match hubspot::parse_contact(req.body) {
+            Ok(c) => c,
+            Err(e) => return rejected(source, 400, &e.to_string()),
+        };
+        let injection = LeadInjection {
+            source,
+            crm_ref: contact.id,
+            object: Some("contact".into()),
+            origin: "workflow".into(),
+            properties: contact.properties,
+        };
+        match self.enqueue_all(vec![injection]).await {
+            Ok(n) => {
+                info!(source = %source, auth = ?verified, queued = n, "lead webhook queued");
+                WebhookResponse::text(200, "OK queued 1 lead")
+            }
+            // HubSpot retries 5xx (and never a 4xx).
+            Err(e) => WebhookResponse::text(503, format!("queue unavailable, nothing stored: retry ({e})")),
+        }
+    }
+
+    /// `POST /salesforce/leads`: an outbound message (SOAP) or a Flow HTTP callout (JSON).
+    pub async fn salesforce(&self, req: WebhookRequest<'_>) -> WebhookResponse {
+        let source = LeadSource::Salesforce;
+        if req.body.len() > MAX_BODY_BYTES {
+            return rejected(source, 413, "body larger than 1 MiB");
+        }
+        let doc = match self.secrets.current().await {
+            Ok(doc) => doc,
+            Err(e) => {
+                warn!(error = %e, "cannot read secrets; answered 503");
+                return WebhookResponse::text(503, "secrets unavailable: retry");
+            }
+        };
+        let sf = doc.salesforce.as_ref();
+        let is_json = req.header("content-type").is_some_and(|c| c.to_ascii_lowercase().contains("json"));
+        let injections = if is_json {
+            let expected = sf.and_then(|s| s.webhook_token.as_ref()).filter(|t| !t.expose().is_empty());
+            let Some(expected) = expected else {
+                return rejected(source, 401, "the secret has no salesforce.webhook_token for Flow callouts");
+            };
+            let presented = req.header(SALESFORCE_TOKEN_HEADER).unwrap_or("");
+            if !vicibridge_core::auth::token_matches(presented, std::slice::from_ref(expected)) {
+                return rejected(source, 401, "missing or wrong X-Vicibridge-Token");
+            }
+            match soap::parse_flow(req.body) {
+                Ok(records) => records
+                    .into_iter()
+                    .map(|r| LeadInjection {
+                        source,
+                        origin: format!("flow:{}", r.record_id),
+                        crm_ref: r.record_id,
+                        object: r.object,
+                        properties: r.fields,
+                    })
+                    .collect::<Vec<_>>(),
+                Err(e) => return rejected(source, 400, &e.to_string()),
+            }
+        } else {
+            let message = match soap::parse(req.body) {
+                Ok(m) => m,
+                Err(e) => return rejected(source, 400, &e.to_string()),
+            };
+            let Some(org) = sf.and_then(|s| s.organization_id.as_deref()) else {
+                return rejected(source, 401, "the secret has no salesforce.organization_id to check messages against");
+            };
+            if !soap::same_org(&message.organization_id, org) {
+                return rejected(source, 403, "OrganizationId does not match salesforce.organization_id");
+            }
+            message
+                .notifications
+                .into_iter()
+                .map(|n| LeadInjection {
+                    source,
+                    crm_ref: n.record_id,
+                    object: n.object,
+                    origin: format!("notification:{}", n.id),
+                    properties: n.fields,
+                })
+                .collect()
+        };
+        let count = injections.len();
+        match self.enqueue_all(injections).await {
+            Ok(_) if is_json => WebhookResponse::text(200, format!("OK queued {count} lead(s)")),
+            Ok(_) => {
+                info!(source = %source, queued = count, "outbound message queued; acknowledged");
+                WebhookResponse { status: 200, content_type: ACK_CONTENT_TYPE, body: ACK.to_owned() }
+            }
+            // Not acknowledged: Salesforce redelivers the whole message; the ones already
+            // queued are recognised as duplicates downstream.
+            Err(e) => WebhookResponse::text(503, format!("queue unavailable, not acknowledged: retry ({e})")),
+        }
+    }
+
+    /// Every record, or an error: a caller never acknowledges a partly stored batch.
+    async fn enqueue_all(&self, injections: Vec<LeadInjection>) -> Result<usize, String> {
+        let now = Utc::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for injection in injections {
+            let envelope = Envelope::new(Event::LeadInjection(injection), now);
+            let message = OutgoingMessage { key: envelope.key.to_string(), body: envelope.to_json() };
+            let queue = self.queue.clone();
+            tasks.spawn(async move {
+                let mut result = queue.send(&message).await;
+                for delay in QUICK_RETRY_DELAYS {
+                    if result.is_ok() {
+                        break;
+                    }
+                    tokio::time::sleep(delay).await;
+                    result = queue.send(&message).await;
+                }
+                result.map(|()| message.key)
+            });
+        }
+        let mut queued = 0;
+        let mut first_error = None;
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok(_)) => queued += 1,
+                Ok(Err(e)) => first_error = first_error.or(Some(e.to_string())),
+                Err(e) => first_error = first_error.or(Some(e.to_string())),
+            }
+        }
+        match first_error {
+            None => {
+                metrics::counter!(m::WEBHOOK_QUEUED).increment(queued as u64);
+                Ok(queued)
+            }
+            Some(e) => {
+                metrics::counter!(m::INGEST_QUEUE_FAILURES, "kind" => "lead-injection").increment(1);
+                warn!(queued, error = %e, "lead webhook: queue unavailable; answered 503");
+                Err(e)
+            }
+        }
+    }
+}
