@@ -60,13 +60,22 @@ lead_status = "ATTEMPTED_TO_CONTACT"
         sim.base_url
     ))
     .unwrap();
-    let secrets = FileSecrets::from_json(&format!(r#"{{"ingest_tokens":["{INGEST}"],"hubspot":{{"access_token":"{HS_TOKEN}"}}}}"#)).unwrap();
+    let secrets = FileSecrets::from_json(&format!(
+        r#"{{"ingest_tokens":["{INGEST}"],"hubspot":{{"access_token":"{HS_TOKEN}"}}}}"#
+    ))
+    .unwrap();
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let data = tempfile::tempdir().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let options = ServeOptions { config, secrets: Arc::new(secrets), listen, data_dir: data.path().to_owned() };
-    let server = tokio::spawn(async move { serve(options, async move { let _ = rx.await; }).await.unwrap() });
+    let server = tokio::spawn(async move {
+        serve(options, async move {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap()
+    });
     while std::net::TcpStream::connect(listen).is_err() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -115,7 +124,8 @@ lead_status = "ATTEMPTED_TO_CONTACT"
     let _ = tx.send(());
     server.await.unwrap();
 
-    let mut lags: Vec<Duration> = sim.with(|s| accepted.iter().map(|(k, at)| s.call_created[k].saturating_duration_since(*at)).collect());
+    let mut lags: Vec<Duration> =
+        sim.with(|s| accepted.iter().map(|(k, at)| s.call_created[k].saturating_duration_since(*at)).collect());
     lags.sort();
     let log = sim.log();
     let mut by_op: std::collections::BTreeMap<String, usize> = Default::default();
@@ -124,8 +134,14 @@ lead_status = "ATTEMPTED_TO_CONTACT"
         *by_op.entry(op).or_default() += 1;
     }
     let errors = log.iter().filter(|l| l.status >= 400).count();
-    println!("dispositions: {total} from {conns} connections; accepted in {ingest_secs:.2} s; all calls in HubSpot after {drained_secs:.2} s");
-    println!("HubSpot API requests: {} ({:.3} per disposition), {errors} error answers", log.len(), log.len() as f64 / total as f64);
+    println!(
+        "dispositions: {total} from {conns} connections; accepted in {ingest_secs:.2} s; all calls in HubSpot after {drained_secs:.2} s"
+    );
+    println!(
+        "HubSpot API requests: {} ({:.3} per disposition), {errors} error answers",
+        log.len(),
+        log.len() as f64 / total as f64
+    );
     for (op, n) in &by_op {
         println!("  {n:5}  {op}");
     }

@@ -79,14 +79,78 @@ pub struct SimState {
 
 /// Standard properties the simulator accepts without a custom definition.
 const STANDARD: &[(&str, &[&str])] = &[
-    ("contacts", &["firstname", "lastname", "email", "phone", "mobilephone", "address", "city", "state", "zip", "hs_lead_status", "hubspot_owner_id", "hs_object_id"]),
+    (
+        "contacts",
+        &[
+            "firstname",
+            "lastname",
+            "email",
+            "phone",
+            "mobilephone",
+            "address",
+            "city",
+            "state",
+            "zip",
+            "hs_lead_status",
+            "hubspot_owner_id",
+            "hs_object_id",
+        ],
+    ),
     ("deals", &["dealname", "dealstage", "pipeline", "amount", "hubspot_owner_id", "hs_object_id"]),
-    ("calls", &["hs_timestamp", "hs_call_title", "hs_call_body", "hs_call_direction", "hs_call_disposition", "hs_call_duration", "hs_call_from_number", "hs_call_to_number", "hs_call_recording_url", "hs_call_status", "hubspot_owner_id", "hs_object_id"]),
-    ("tasks", &["hs_timestamp", "hs_task_subject", "hs_task_body", "hs_task_status", "hs_task_type", "hs_task_priority", "hubspot_owner_id", "hs_object_id"]),
+    (
+        "calls",
+        &[
+            "hs_timestamp",
+            "hs_call_title",
+            "hs_call_body",
+            "hs_call_direction",
+            "hs_call_disposition",
+            "hs_call_duration",
+            "hs_call_from_number",
+            "hs_call_to_number",
+            "hs_call_recording_url",
+            "hs_call_status",
+            "hubspot_owner_id",
+            "hs_object_id",
+        ],
+    ),
+    (
+        "tasks",
+        &[
+            "hs_timestamp",
+            "hs_task_subject",
+            "hs_task_body",
+            "hs_task_status",
+            "hs_task_type",
+            "hs_task_priority",
+            "hubspot_owner_id",
+            "hs_object_id",
+        ],
+    ),
 ];
-const LEAD_STATUSES: &[&str] = &["NEW", "OPEN", "IN_PROGRESS", "OPEN_DEAL", "UNQUALIFIED", "ATTEMPTED_TO_CONTACT", "CONNECTED", "BAD_TIMING"];
-const CALL_STATUSES: &[&str] = &["BUSY", "CALLING_CRM_USER", "CANCELED", "COMPLETED", "CONNECTING", "FAILED", "IN_PROGRESS", "NO_ANSWER", "QUEUED", "RINGING"];
-const DEAL_STAGES: &[&str] = &["appointmentscheduled", "qualifiedtobuy", "presentationscheduled", "decisionmakerboughtin", "contractsent", "closedwon", "closedlost"];
+const LEAD_STATUSES: &[&str] =
+    &["NEW", "OPEN", "IN_PROGRESS", "OPEN_DEAL", "UNQUALIFIED", "ATTEMPTED_TO_CONTACT", "CONNECTED", "BAD_TIMING"];
+const CALL_STATUSES: &[&str] = &[
+    "BUSY",
+    "CALLING_CRM_USER",
+    "CANCELED",
+    "COMPLETED",
+    "CONNECTING",
+    "FAILED",
+    "IN_PROGRESS",
+    "NO_ANSWER",
+    "QUEUED",
+    "RINGING",
+];
+const DEAL_STAGES: &[&str] = &[
+    "appointmentscheduled",
+    "qualifiedtobuy",
+    "presentationscheduled",
+    "decisionmakerboughtin",
+    "contractsent",
+    "closedwon",
+    "closedlost",
+];
 
 fn object_name(s: &str) -> Option<&'static str> {
     Some(match s {
@@ -99,7 +163,10 @@ fn object_name(s: &str) -> Option<&'static str> {
 }
 
 fn assoc_type_ok(from: &str, to: &str, id: u32) -> bool {
-    matches!((from, to, id), ("calls", "contacts", 194) | ("calls", "deals", 206) | ("tasks", "contacts", 204) | ("tasks", "deals", 216))
+    matches!(
+        (from, to, id),
+        ("calls", "contacts", 194) | ("calls", "deals", 206) | ("tasks", "contacts", 204) | ("tasks", "deals", 216)
+    )
 }
 
 /// HubSpot's searchable phone: area code and local number (the last 10 digits).
@@ -145,14 +212,17 @@ impl SimState {
     }
 
     fn is_unique(&self, object: &str, name: &str) -> bool {
-        (object == "contacts" && name == "email") || self.custom.get(object).and_then(|m| m.get(name)).is_some_and(|(_, u)| *u)
+        (object == "contacts" && name == "email")
+            || self.custom.get(object).and_then(|m| m.get(name)).is_some_and(|(_, u)| *u)
     }
 
     /// Property validation as HubSpot does it; `None` when valid.
     fn invalid(&self, object: &str, props: &Props) -> Option<String> {
         for (k, v) in props {
             let Some(ty) = self.known_property(object, k) else {
-                return Some(format!("Property values were not valid: PROPERTY_DOESNT_EXIST: Property \"{k}\" does not exist"));
+                return Some(format!(
+                    "Property values were not valid: PROPERTY_DOESNT_EXIST: Property \"{k}\" does not exist"
+                ));
             };
             let s = value_str(v);
             let bad = match k.as_str() {
@@ -162,12 +232,16 @@ impl SimState {
                 "hs_task_type" => !["EMAIL", "CALL", "TODO"].contains(&s.as_str()),
                 "hs_call_direction" => !["INBOUND", "OUTBOUND"].contains(&s.as_str()),
                 "hs_call_recording_url" => !s.starts_with("https://"),
-                "hs_timestamp" | "hs_call_duration" => s.parse::<i64>().is_err() && chrono::DateTime::parse_from_rfc3339(&s).is_err(),
+                "hs_timestamp" | "hs_call_duration" => {
+                    s.parse::<i64>().is_err() && chrono::DateTime::parse_from_rfc3339(&s).is_err()
+                }
                 _ if ty == "bool" => !["true", "false"].contains(&s.as_str()),
                 _ => false,
             };
             if bad {
-                return Some(format!("Property values were not valid: INVALID_OPTION: {s:?} was not one of the allowed options for {k}"));
+                return Some(format!(
+                    "Property values were not valid: INVALID_OPTION: {s:?} was not one of the allowed options for {k}"
+                ));
             }
         }
         None
@@ -178,7 +252,9 @@ impl SimState {
         if prop == "hs_object_id" {
             return objs.contains_key(value).then(|| value.to_owned());
         }
-        objs.iter().find(|(_, p)| p.get(prop).map(value_str).is_some_and(|v| v.eq_ignore_ascii_case(value))).map(|(id, _)| id.clone())
+        objs.iter()
+            .find(|(_, p)| p.get(prop).map(value_str).is_some_and(|v| v.eq_ignore_ascii_case(value)))
+            .map(|(id, _)| id.clone())
     }
 
     fn new_id(&mut self) -> String {
@@ -272,7 +348,9 @@ impl SimState {
         let errors = if missing.is_empty() {
             Vec::new()
         } else {
-            vec![json!({"status": "error", "category": "OBJECT_NOT_FOUND", "message": format!("Could not get some {} objects, they may be deleted or not exist.", object.to_uppercase()), "context": {"ids": missing}})]
+            vec![
+                json!({"status": "error", "category": "OBJECT_NOT_FOUND", "message": format!("Could not get some {} objects, they may be deleted or not exist.", object.to_uppercase()), "context": {"ids": missing}}),
+            ]
         };
         self.batch_answer(results, errors)
     }
@@ -286,7 +364,11 @@ impl SimState {
         for i in &inputs {
             let prop = i.get("idProperty").and_then(Value::as_str).unwrap_or("");
             if !self.is_unique(object, prop) {
-                return self.error(400, "VALIDATION_ERROR", &format!("idProperty {prop:?} is not a unique identifier property of {object}"));
+                return self.error(
+                    400,
+                    "VALIDATION_ERROR",
+                    &format!("idProperty {prop:?} is not a unique identifier property of {object}"),
+                );
             }
             if !seen.insert(value_str(&i["id"])) {
                 return self.error(400, "VALIDATION_ERROR", "Duplicate IDs found in batch input");
@@ -312,7 +394,12 @@ impl SimState {
 
     /// Validates every input first; writes the valid ones (207 for the others), or, with
     /// `whole_batch_400` or inputs without trace ids, refuses the whole batch.
-    fn apply_writes(&mut self, object: &str, inputs: &[Value], locate: impl Fn(&Self, &Value) -> (Option<String>, Option<(String, String)>)) -> Answer {
+    fn apply_writes(
+        &mut self,
+        object: &str,
+        inputs: &[Value],
+        locate: impl Fn(&Self, &Value) -> (Option<String>, Option<(String, String)>),
+    ) -> Answer {
         let mut plan = Vec::new();
         let mut errors = Vec::new();
         for i in inputs {
@@ -323,7 +410,10 @@ impl SimState {
             } else if let Some(p) = self.invalid(object, &props) {
                 Some(("VALIDATION_ERROR", p))
             } else if existing.is_none() && matches!(object, "calls" | "tasks") && !props.contains_key("hs_timestamp") {
-                Some(("VALIDATION_ERROR", "Property values were not valid: REQUIRED: hs_timestamp is required".to_owned()))
+                Some((
+                    "VALIDATION_ERROR",
+                    "Property values were not valid: REQUIRED: hs_timestamp is required".to_owned(),
+                ))
             } else {
                 None
             };
@@ -357,7 +447,10 @@ impl SimState {
         if self.recent_search.len() >= 5 {
             // Search answers carry no rate-limit headers.
             let c = self.correlation_id();
-            return answer(429, json!({"status": "error", "message": "You have reached your secondly limit.", "errorType": "RATE_LIMIT", "correlationId": c, "policyName": "SECONDLY"}));
+            return answer(
+                429,
+                json!({"status": "error", "message": "You have reached your secondly limit.", "errorType": "RATE_LIMIT", "correlationId": c, "policyName": "SECONDLY"}),
+            );
         }
         self.recent_search.push_back(now);
         if raw_len > 3000 {
@@ -366,7 +459,11 @@ impl SimState {
         let groups = body["filterGroups"].as_array().cloned().unwrap_or_default();
         let total: usize = groups.iter().map(|g| g["filters"].as_array().map_or(0, Vec::len)).sum();
         if groups.len() > 5 || total > 18 || groups.iter().any(|g| g["filters"].as_array().map_or(0, Vec::len) > 6) {
-            return self.error(400, "VALIDATION_ERROR", "Too many filter groups or filters (max 5 groups, 6 filters per group, 18 in all)");
+            return self.error(
+                400,
+                "VALIDATION_ERROR",
+                "Too many filter groups or filters (max 5 groups, 6 filters per group, 18 in all)",
+            );
         }
         let limit = body.get("limit").and_then(Value::as_u64).unwrap_or(10);
         if limit > 200 {
@@ -385,7 +482,11 @@ impl SimState {
                         let want = value_str(&f["value"]);
                         let have = props.get(name).map(value_str).unwrap_or_default();
                         match (f["operator"].as_str().unwrap_or(""), name) {
-                            ("EQ", "phone" | "mobilephone") => !have.is_empty() && searchable_phone(&have) == want.chars().filter(char::is_ascii_digit).collect::<String>(),
+                            ("EQ", "phone" | "mobilephone") => {
+                                !have.is_empty()
+                                    && searchable_phone(&have)
+                                        == want.chars().filter(char::is_ascii_digit).collect::<String>()
+                            }
                             ("EQ", _) => have.eq_ignore_ascii_case(&want),
                             _ => false,
                         }
@@ -398,7 +499,8 @@ impl SimState {
         }
         ids.sort_by_key(|id| id.parse::<u64>().unwrap_or(0));
         let total = ids.len();
-        let results: Vec<Value> = ids.iter().take(limit as usize).map(|id| self.view(object, id, wanted.as_deref())).collect();
+        let results: Vec<Value> =
+            ids.iter().take(limit as usize).map(|id| self.view(object, id, wanted.as_deref())).collect();
         answer(200, json!({"total": total, "results": results}))
     }
 
@@ -457,7 +559,11 @@ pub struct Prefixes {
 
 impl Default for Prefixes {
     fn default() -> Self {
-        Prefixes { objects: "/crm/v3/objects".into(), associations: "/crm/v4/associations".into(), properties: "/crm/v3/properties".into() }
+        Prefixes {
+            objects: "/crm/v3/objects".into(),
+            associations: "/crm/v4/associations".into(),
+            properties: "/crm/v3/properties".into(),
+        }
     }
 }
 
@@ -573,12 +679,18 @@ impl HubspotSim {
 
     /// The call whose `vicibridge_call_key` is `key`: (id, properties).
     pub fn call(&self, key: &str) -> Option<(String, Props)> {
-        self.objects("calls").into_iter().find(|(_, p)| p.get("vicibridge_call_key").and_then(Value::as_str) == Some(key))
+        self.objects("calls")
+            .into_iter()
+            .find(|(_, p)| p.get("vicibridge_call_key").and_then(Value::as_str) == Some(key))
     }
 
     pub fn associated(&self, from: &str, from_id: &str, to: &str) -> Vec<(String, u32)> {
         self.with(|s| {
-            s.associations.iter().filter(|(f, fi, t, _, _)| f == from && fi == from_id && t == to).map(|(_, _, _, ti, ty)| (ti.clone(), *ty)).collect()
+            s.associations
+                .iter()
+                .filter(|(f, fi, t, _, _)| f == from && fi == from_id && t == to)
+                .map(|(_, _, _, ti, ty)| (ti.clone(), *ty))
+                .collect()
         })
     }
 
@@ -621,7 +733,13 @@ async fn handle(State(shared): State<Shared>, method: Method, uri: Uri, headers:
 
     let mut s = shared.state.lock().unwrap();
     let a = route(&mut s, &shared.prefixes, &method, &path, &json_body, body.len(), &auth, fault);
-    s.log.push(Logged { method: method.to_string(), path: path.clone(), status: a.status, body: json_body, authorization: auth });
+    s.log.push(Logged {
+        method: method.to_string(),
+        path: path.clone(),
+        status: a.status,
+        body: json_body,
+        authorization: auth,
+    });
     let mut resp = (StatusCode::from_u16(a.status).unwrap(), a.body.to_string()).into_response();
     resp.headers_mut().insert("content-type", "application/json;charset=utf-8".parse().unwrap());
     for (k, v) in a.headers {
@@ -631,10 +749,22 @@ async fn handle(State(shared): State<Shared>, method: Method, uri: Uri, headers:
 }
 
 #[allow(clippy::too_many_arguments)]
-fn route(s: &mut SimState, p: &Prefixes, method: &Method, path: &str, body: &Value, raw_len: usize, auth: &str, fault: Option<FaultKind>) -> Answer {
+fn route(
+    s: &mut SimState,
+    p: &Prefixes,
+    method: &Method,
+    path: &str,
+    body: &Value,
+    raw_len: usize,
+    auth: &str,
+    fault: Option<FaultKind>,
+) -> Answer {
     if auth.strip_prefix("Bearer ") != Some(s.token.as_str()) {
         let c = s.correlation_id();
-        return answer(401, json!({"status": "error", "message": "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview", "correlationId": c, "category": "INVALID_AUTHENTICATION"}));
+        return answer(
+            401,
+            json!({"status": "error", "message": "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview", "correlationId": c, "category": "INVALID_AUTHENTICATION"}),
+        );
     }
     let is_search = path.ends_with("/search");
     // The rolling 10-second window (search has its own limit and no headers).
@@ -659,8 +789,15 @@ fn route(s: &mut SimState, p: &Prefixes, method: &Method, path: &str, body: &Val
     let remaining = limit.saturating_sub(s.recent.len());
     let rate_limited = |s: &mut SimState, policy: &str, retry_after: Option<u64>| {
         let c = s.correlation_id();
-        let message = if policy == "DAILY" { "You have reached your daily limit." } else { "You have reached your ten_secondly_rolling limit." };
-        let mut a = answer(429, json!({"status": "error", "message": message, "errorType": "RATE_LIMIT", "correlationId": c, "policyName": policy, "requestId": "3d3e35b7-0dae-4b9f-a6e3-9c230cbcf8dd"}));
+        let message = if policy == "DAILY" {
+            "You have reached your daily limit."
+        } else {
+            "You have reached your ten_secondly_rolling limit."
+        };
+        let mut a = answer(
+            429,
+            json!({"status": "error", "message": message, "errorType": "RATE_LIMIT", "correlationId": c, "policyName": policy, "requestId": "3d3e35b7-0dae-4b9f-a6e3-9c230cbcf8dd"}),
+        );
         a.headers = rate_headers(0);
         if let Some(r) = retry_after {
             a.headers.push(("retry-after", r.to_string()));
@@ -698,7 +835,9 @@ fn dispatch(s: &mut SimState, p: &Prefixes, method: &Method, path: &str, body: &
     }
     if let Some(rest) = path.strip_prefix(&format!("{}/", p.associations)) {
         let parts: Vec<&str> = rest.split('/').collect();
-        let (Some(from), Some(to)) = (parts.first().and_then(|o| object_name(o)), parts.get(1).and_then(|o| object_name(o))) else {
+        let (Some(from), Some(to)) =
+            (parts.first().and_then(|o| object_name(o)), parts.get(1).and_then(|o| object_name(o)))
+        else {
             return s.error(404, "OBJECT_NOT_FOUND", "Unknown object type");
         };
         return match (method.as_str(), &parts[2..]) {

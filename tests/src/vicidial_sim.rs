@@ -549,8 +549,8 @@ fn handle(state: &Arc<Mutex<State>>, incoming: Incoming) -> Reply {
     reply
 }
 
-/// The login and function checks every function shares (§1.1). `Ok(user)` or the error reply.
-fn authenticate(s: &mut State, params: &HashMap<String, String>, function: &str) -> Result<SimUser, Reply> {
+/// The login every function starts with (§1.1): `Ok(user)` or the error reply.
+fn authenticate(s: &mut State, params: &HashMap<String, String>) -> Result<SimUser, Reply> {
     let user = filter_login(params.get("user").map_or("", String::as_str));
     let pass = filter_login(params.get("pass").map_or("", String::as_str));
     let key = user.to_ascii_lowercase();
@@ -574,22 +574,29 @@ fn authenticate(s: &mut State, params: &HashMap<String, String>, function: &str)
         return Err(Reply::ok(format!("ERROR: Login incorrect, please try again: |{user}|{pass}|BAD|\n")));
     };
     s.failed_logins.remove(&key);
-    let allowed = &found.api_allowed_functions;
+    Ok(found)
+}
+
+/// Inside each function's block, after the login (which comes first, for all functions):
+/// `source`, then `api_allowed_functions`.
+fn source_and_function(user: &SimUser, params: &HashMap<String, String>, function: &str) -> Result<(), Reply> {
+    let source = keep(params.get("source").map_or("", String::as_str), |c| c.is_ascii_alphanumeric());
+    if source.len() < 2 {
+        return Err(Reply::ok(format!("ERROR: Invalid Source - {source}\nERROR: Invalid Source: |{source}|\n")));
+    }
+    let allowed = &user.api_allowed_functions;
     if !(allowed.contains(" ALL_FUNCTIONS ") || allowed.contains(&format!(" {function} "))) {
+        let name = filter_login(params.get("user").map_or("", String::as_str));
         return Err(Reply::ok(format!(
-            "ERROR: auth USER DOES NOT HAVE PERMISSION TO USE THIS FUNCTION: |{user}|{function}|\n"
+            "ERROR: auth USER DOES NOT HAVE PERMISSION TO USE THIS FUNCTION: |{name}|{function}|\n"
         )));
     }
-    Ok(found)
+    Ok(())
 }
 
 fn add_lead(s: &mut State, params: &HashMap<String, String>, raw_quote_in_get: bool, fault: &Option<Fault>) -> Reply {
     let p = |k: &str| params.get(k).cloned().unwrap_or_default();
-    let source = keep(&p("source"), |c| c.is_ascii_alphanumeric());
-    if source.len() < 2 {
-        return Reply::ok(format!("ERROR: Invalid Source - {source}\nERROR: Invalid Source: |{source}|\n"));
-    }
-    let user = match authenticate(s, params, "add_lead") {
+    let user = match authenticate(s, params).and_then(|u| source_and_function(&u, params, "add_lead").map(|()| u)) {
         Ok(u) => u,
         Err(reply) => return reply,
     };
@@ -897,7 +904,7 @@ fn substitute_new_lead_url(template: &str, lead: &SimLead, s: &State) -> String 
 
 fn lead_search(s: &mut State, params: &HashMap<String, String>) -> Reply {
     let p = |k: &str| params.get(k).cloned().unwrap_or_default();
-    let user = match authenticate(s, params, "lead_search") {
+    let user = match authenticate(s, params).and_then(|u| source_and_function(&u, params, "lead_search").map(|()| u)) {
         Ok(u) => u,
         Err(reply) => return reply,
     };

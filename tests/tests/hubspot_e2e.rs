@@ -63,7 +63,10 @@ impl Running {
 async fn start_serve(config: &str) -> Running {
     captured();
     let config = Config::from_toml(config).unwrap();
-    let secrets = FileSecrets::from_json(&format!(r#"{{"ingest_tokens":["{INGEST}"],"hubspot":{{"access_token":"{HS_TOKEN}"}}}}"#)).unwrap();
+    let secrets = FileSecrets::from_json(&format!(
+        r#"{{"ingest_tokens":["{INGEST}"],"hubspot":{{"access_token":"{HS_TOKEN}"}}}}"#
+    ))
+    .unwrap();
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let data = tempfile::tempdir().unwrap();
@@ -116,7 +119,9 @@ async fn get(base: &str, path: &str, query: &str) -> (u16, String) {
 }
 
 fn start_query(lead: u64, vendor: &str, uniqueid: &str) -> String {
-    format!("token={INGEST}&lead_id={lead}&vendor_lead_code={vendor}&phone_code=1&phone_number=7275558888&first_name=Ana&user=1000&campaign=TESTCAMP&uniqueid={uniqueid}&epoch=1795298973")
+    format!(
+        "token={INGEST}&lead_id={lead}&vendor_lead_code={vendor}&phone_code=1&phone_number=7275558888&first_name=Ana&user=1000&campaign=TESTCAMP&uniqueid={uniqueid}&epoch=1795298973"
+    )
 }
 
 fn dispo_query(lead: u64, vendor: &str, uniqueid: &str, status: &str) -> String {
@@ -144,11 +149,17 @@ async fn vicidial_urls_through_serve_end_in_hubspot() {
     wait_for("the live call", || sim.call("1795298973.4567").is_some()).await;
     assert_eq!(sim.call("1795298973.4567").unwrap().1["hs_call_status"], "IN_PROGRESS");
 
-    assert_eq!(get(&serve.base, "/vicidial/dispo", &dispo_query(10, &contact, "1795298973.4567", "CALLBK")).await.0, 200);
+    assert_eq!(
+        get(&serve.base, "/vicidial/dispo", &dispo_query(10, &contact, "1795298973.4567", "CALLBK")).await.0,
+        200
+    );
     // Empty vendor_lead_code: found by phone. DNC flags the contact.
     assert_eq!(get(&serve.base, "/vicidial/dispo", &dispo_query(11, "", "1795298999.1", "DNC")).await.0, 200);
     // A redelivery of the same URL (VICIdial never retries, but a person may replay it).
-    assert_eq!(get(&serve.base, "/vicidial/dispo", &dispo_query(10, &contact, "1795298973.4567", "CALLBK")).await.0, 200);
+    assert_eq!(
+        get(&serve.base, "/vicidial/dispo", &dispo_query(10, &contact, "1795298973.4567", "CALLBK")).await.0,
+        200
+    );
     wait_for("the dispositions", || {
         sim.call("1795298973.4567").is_some_and(|(_, p)| p["hs_call_status"] == "COMPLETED")
             && sim.call("1795298999.1").is_some()
@@ -198,7 +209,8 @@ async fn dry_run_with_a_hubspot_section_records_hubspots_requests() {
     let record: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(record["requests"]["crm"], "hubspot");
     let batch = record["requests"]["batch"].as_array().unwrap();
-    let upsert = batch.iter().find(|r| r["url"].as_str().unwrap().ends_with("/crm/v3/objects/calls/batch/upsert")).unwrap();
+    let upsert =
+        batch.iter().find(|r| r["url"].as_str().unwrap().ends_with("/crm/v3/objects/calls/batch/upsert")).unwrap();
     assert_eq!(upsert["method"], "POST");
     assert_eq!(upsert["body"]["inputs"][0]["id"], "1795299000.7");
     assert_eq!(sim.request_count(), 0, "dry-run sends nothing");

@@ -31,7 +31,9 @@ struct TestSecrets {
 }
 
 fn doc(token: &str) -> Arc<SecretDoc> {
-    Arc::new(SecretDoc::from_json(&format!(r#"{{"ingest_tokens":["t"],"hubspot":{{"access_token":"{token}"}}}}"#)).unwrap())
+    Arc::new(
+        SecretDoc::from_json(&format!(r#"{{"ingest_tokens":["t"],"hubspot":{{"access_token":"{token}"}}}}"#)).unwrap(),
+    )
 }
 
 impl TestSecrets {
@@ -88,7 +90,11 @@ lead_status = "BAD_TIMING"
 fn config(sim: &HubspotSim, hubspot_extra: &str) -> Config {
     // Tests run in parallel against one process-wide pacer per base URL; each simulator has
     // its own port, so its own budget.
-    let extra = if hubspot_extra.contains("requests_per_10s") { hubspot_extra.to_owned() } else { format!("requests_per_10s = 250\n{hubspot_extra}") };
+    let extra = if hubspot_extra.contains("requests_per_10s") {
+        hubspot_extra.to_owned()
+    } else {
+        format!("requests_per_10s = 250\n{hubspot_extra}")
+    };
     Config::from_toml(&config_text(sim, &extra)).unwrap()
 }
 
@@ -155,7 +161,9 @@ async fn every_default_disposition_logs_one_call_with_its_outcome() {
         .iter()
         .zip(&uniqueids)
         .enumerate()
-        .map(|(i, (s, u))| call(100 + i as u64, &contact, u).dispo(&c, s, 1_795_299_000 + i as i64, "2026-12-01+15%3A30%3A00"))
+        .map(|(i, (s, u))| {
+            call(100 + i as u64, &contact, u).dispo(&c, s, 1_795_299_000 + i as i64, "2026-12-01+15%3A30%3A00")
+        })
         .collect();
     let results = crm.apply(&plans).await;
     ok(&results);
@@ -176,7 +184,13 @@ async fn every_default_disposition_logs_one_call_with_its_outcome() {
             "https://recordings.example.com/RECORDINGS/MP3/20261121-220900_7275558888_1000-all.mp3"
         );
         let body = prop(&p, "hs_call_body");
-        assert!(body.contains("Agent: 1000") && body.contains("Campaign: TESTCAMP") && body.contains(&format!("Status: {s} (")) && body.contains("1:03"), "{body}");
+        assert!(
+            body.contains("Agent: 1000")
+                && body.contains("Campaign: TESTCAMP")
+                && body.contains(&format!("Status: {s} ("))
+                && body.contains("1:03"),
+            "{body}"
+        );
         assert!(prop(&p, "hs_call_title").contains(&rule.label), "{s}");
         let expected_status = match rule.outcome {
             Some(vicibridge_core::disposition::CallOutcome::NoAnswer) => "NO_ANSWER",
@@ -194,7 +208,13 @@ async fn every_default_disposition_logs_one_call_with_its_outcome() {
     assert_eq!(prop(contact_props, "vicibridge_do_not_call"), "true");
     // The newest dispo with a lead status wins on the contact: here CALLBK's (the latest
     // mapped one among SALE/NI/CALLBK by epoch order of the built-in list).
-    let newest = statuses.iter().enumerate().filter(|(_, s)| ["SALE", "NI", "CALLBK"].contains(s)).max_by_key(|(i, _)| *i).unwrap().1;
+    let newest = statuses
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| ["SALE", "NI", "CALLBK"].contains(s))
+        .max_by_key(|(i, _)| *i)
+        .unwrap()
+        .1;
     let expected = match *newest {
         "SALE" => "CONNECTED",
         "NI" => "UNQUALIFIED",
@@ -225,7 +245,10 @@ async fn start_and_dispo_converge_in_either_order() {
     let strip = |mut p: serde_json::Map<String, Value>| {
         p.remove("vicibridge_call_key");
         p.remove("hs_object_id");
-        p.insert("hs_call_body".into(), json!(prop(&p, "hs_call_body").replace(".2", ".1").replace("lead 2", "lead 1")));
+        p.insert(
+            "hs_call_body".into(),
+            json!(prop(&p, "hs_call_body").replace(".2", ".1").replace("lead 2", "lead 1")),
+        );
         p
     };
     let first = strip(sim.call("1795298900.1").unwrap().1);
@@ -261,7 +284,10 @@ async fn duplicates_and_older_dispositions_never_move_records_back() {
     assert_eq!(prop(deal_props, "dealstage"), "closedwon", "an older dispo never moves the deal back");
     assert_eq!(prop(&sim.objects("contacts")[&contact], "hs_lead_status"), "CONNECTED");
     // Its own call is still logged (a call record of its own).
-    assert_eq!(prop(&sim.call("1795298900.1").unwrap().1, "hs_call_disposition"), "f240bbac-87c9-4f6e-bf70-924b57d47db7");
+    assert_eq!(
+        prop(&sim.call("1795298900.1").unwrap().1, "hs_call_disposition"),
+        "f240bbac-87c9-4f6e-bf70-924b57d47db7"
+    );
 
     // Redelivery: nothing new, reported as already applied.
     let before = sim.objects("calls");
@@ -306,7 +332,14 @@ async fn callback_creates_one_task_due_in_the_dialer_zone() {
     assert_eq!(sim.associated("tasks", task_id, "deals"), vec![(deal.clone(), 216)]);
 
     // Someone completes it; a redelivery neither duplicates nor reopens it.
-    sim.with(|s| s.objects.get_mut("tasks").unwrap().get_mut(task_id).unwrap().insert("hs_task_status".into(), json!("COMPLETED")));
+    sim.with(|s| {
+        s.objects
+            .get_mut("tasks")
+            .unwrap()
+            .get_mut(task_id)
+            .unwrap()
+            .insert("hs_task_status".into(), json!("COMPLETED"))
+    });
     ok(&crm.apply(&[p]).await);
     let tasks = sim.objects("tasks");
     assert_eq!(tasks.len(), 1, "a redelivery never makes a second task");
@@ -324,13 +357,23 @@ async fn empty_vendor_lead_code_finds_the_contact_by_national_phone() {
     plans.push(Call { phone: "17275550001", ..call(2, "", "1795298900.2") }.dispo(&c, "NI", 1_795_299_000, ""));
     // Five more numbers nobody has: the searches are batched (≤ 5 OR groups each).
     for i in 0..5 {
-        plans.push(Call { phone: &format!("81355500{i:02}"), ..call(10 + i, "", &format!("1795298900.1{i}")) }.dispo(&c, "NI", 1_795_299_000, ""));
+        plans.push(Call { phone: &format!("81355500{i:02}"), ..call(10 + i, "", &format!("1795298900.1{i}")) }.dispo(
+            &c,
+            "NI",
+            1_795_299_000,
+            "",
+        ));
     }
     let results = crm.apply(&plans).await;
     ok(&results[..2]);
     for r in &results[2..] {
         let e = r.as_ref().unwrap_err();
-        assert!(!e.is_retryable() && e.reason().contains("no HubSpot contact has the phone") && e.reason().contains("dead_letter"), "{e}");
+        assert!(
+            !e.is_retryable()
+                && e.reason().contains("no HubSpot contact has the phone")
+                && e.reason().contains("dead_letter"),
+            "{e}"
+        );
     }
     let (a, _) = sim.call("1795298900.1").unwrap();
     assert_eq!(sim.associated("calls", &a, "contacts"), vec![(ana, 194)]);
@@ -383,7 +426,13 @@ async fn a_contact_id_that_does_not_exist_is_permanent() {
     let sim = HubspotSim::start(TOKEN).await;
     let real = sim.add_contact(json!({}));
     let (crm, c) = crm(&sim, "");
-    let r = crm.apply(&[call(1, "99999", "1.1").dispo(&c, "NI", 10, ""), call(2, &real, "1.2").dispo(&c, "NI", 10, ""), call(3, "abc", "1.3").dispo(&c, "NI", 10, "")]).await;
+    let r = crm
+        .apply(&[
+            call(1, "99999", "1.1").dispo(&c, "NI", 10, ""),
+            call(2, &real, "1.2").dispo(&c, "NI", 10, ""),
+            call(3, "abc", "1.3").dispo(&c, "NI", 10, ""),
+        ])
+        .await;
     let e = r[0].as_ref().unwrap_err();
     assert!(!e.is_retryable() && (e.reason().contains("99999")), "{e}");
     assert_eq!(r[1], Ok(Applied::Done));
@@ -423,7 +472,9 @@ async fn pacing_keeps_under_the_ten_second_limit() {
     let contact = sim.add_contact(json!({}));
     let (crm, c) = crm(&sim, "requests_per_10s = 10");
     for i in 0..4 {
-        let plans: Vec<SyncPlan> = (0..3).map(|j| call(1, &contact, &format!("9.{i}{j}")).dispo(&c, "CALLBK", 10, "2026-12-01+15%3A30%3A00")).collect();
+        let plans: Vec<SyncPlan> = (0..3)
+            .map(|j| call(1, &contact, &format!("9.{i}{j}")).dispo(&c, "CALLBK", 10, "2026-12-01+15%3A30%3A00"))
+            .collect();
         ok(&crm.apply(&plans).await);
     }
     assert!(sim.request_count() > 10, "enough requests to need pacing");
@@ -478,14 +529,17 @@ async fn a_rotated_token_is_reread_once_and_a_bad_one_is_permanent() {
 async fn one_bad_record_never_fails_the_others() {
     let sim = HubspotSim::start(TOKEN).await;
     let contacts: Vec<String> = (0..6).map(|_| sim.add_contact(json!({}))).collect();
-    let text = config_text(&sim, "requests_per_10s = 250").replace("lead_status = \"UNQUALIFIED\"", "lead_status = \"NOT_A_STATUS\"");
+    let text = config_text(&sim, "requests_per_10s = 250")
+        .replace("lead_status = \"UNQUALIFIED\"", "lead_status = \"NOT_A_STATUS\"");
     let c = Config::from_toml(&text).unwrap();
     let crm = HubspotCrm::new(&c, TestSecrets::new(TOKEN)).unwrap();
     let plans = |prefix: &str| -> Vec<SyncPlan> {
         contacts
             .iter()
             .enumerate()
-            .map(|(i, id)| call(i as u64, id, &format!("{prefix}.{i}")).dispo(&c, if i == 3 { "NI" } else { "SALE" }, 10, ""))
+            .map(|(i, id)| {
+                call(i as u64, id, &format!("{prefix}.{i}")).dispo(&c, if i == 3 { "NI" } else { "SALE" }, 10, "")
+            })
             .collect()
     };
     // 207 multi-status: the bad input is named by its objectWriteTraceId.
@@ -504,7 +558,10 @@ async fn one_bad_record_never_fails_the_others() {
     for (i, res) in r.iter().enumerate() {
         if i == 3 {
             let e = res.as_ref().unwrap_err();
-            assert!(!e.is_retryable() && e.reason().contains("NOT_A_STATUS") && e.reason().contains("correlationId"), "{e}");
+            assert!(
+                !e.is_retryable() && e.reason().contains("NOT_A_STATUS") && e.reason().contains("correlationId"),
+                "{e}"
+            );
         } else {
             assert!(res.is_ok(), "{i}: {res:?}");
         }
@@ -514,9 +571,16 @@ async fn one_bad_record_never_fails_the_others() {
 
 #[tokio::test]
 async fn date_based_paths_work() {
-    let prefixes = Prefixes { objects: "/crm/objects/2026-03".into(), associations: "/crm/associations/2026-03".into(), properties: "/crm/properties/2026-03".into() };
+    let prefixes = Prefixes {
+        objects: "/crm/objects/2026-03".into(),
+        associations: "/crm/associations/2026-03".into(),
+        properties: "/crm/properties/2026-03".into(),
+    };
     let sim = HubspotSim::start_bare(TOKEN, prefixes).await;
-    let c = config(&sim, "objects_prefix = \"/crm/objects/2026-03\"\nassociations_prefix = \"/crm/associations/2026-03\"\nproperties_prefix = \"/crm/properties/2026-03\"");
+    let c = config(
+        &sim,
+        "objects_prefix = \"/crm/objects/2026-03\"\nassociations_prefix = \"/crm/associations/2026-03\"\nproperties_prefix = \"/crm/properties/2026-03\"",
+    );
     let report = vicibridge_hubspot::setup::run(&c, TestSecrets::new(TOKEN)).await.unwrap();
     assert_eq!(report.iter().filter(|l| l.starts_with("created")).count(), 7, "{report:?}");
     let again = vicibridge_hubspot::setup::run(&c, TestSecrets::new(TOKEN)).await.unwrap();
@@ -548,7 +612,12 @@ async fn a_burst_of_1000_dispositions_in_queue_batches() {
     let plans: Vec<SyncPlan> = (0..1000)
         .map(|i| {
             let u = format!("1795300000.{i}");
-            call(i as u64, &contacts[i % 200], &u).dispo(&c, statuses[i % statuses.len()], 1_795_300_000 + i as i64, "2026-12-01+15%3A30%3A00")
+            call(i as u64, &contacts[i % 200], &u).dispo(
+                &c,
+                statuses[i % statuses.len()],
+                1_795_300_000 + i as i64,
+                "2026-12-01+15%3A30%3A00",
+            )
         })
         .collect();
     for batch in plans.chunks(100) {
@@ -565,7 +634,11 @@ async fn a_burst_of_1000_dispositions_in_queue_batches() {
 async fn new_leads_are_created_once_and_injected_ones_are_left_alone() {
     let sim = HubspotSim::start(TOKEN).await;
     let (crm, c) = crm(&sim, "");
-    let fresh = plan_of(&c, CallUrl::NewLead, "lead_id=44&vendor_lead_code=&phone_code=1&phone_number=7275550044&first_name=Lee&user=6666");
+    let fresh = plan_of(
+        &c,
+        CallUrl::NewLead,
+        "lead_id=44&vendor_lead_code=&phone_code=1&phone_number=7275550044&first_name=Lee&user=6666",
+    );
     let injected = plan_of(&c, CallUrl::NewLead, "lead_id=45&vendor_lead_code=1234&phone_number=7275550045&user=api");
     let r = crm.apply(&[fresh.clone(), injected]).await;
     assert_eq!(r, vec![Ok(Applied::Done), Ok(Applied::AlreadyApplied)]);

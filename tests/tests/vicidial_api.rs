@@ -348,6 +348,24 @@ async fn bad_login_never_shows_the_password_and_is_not_repeated() {
 }
 
 #[tokio::test]
+async fn concurrent_calls_with_a_wrong_password_fail_the_login_once() {
+    let sim = VicidialSim::start().await;
+    let api = Arc::new(client(&sim.base_url(), TestSecrets::new("6666", "wrong"), options()));
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let api = api.clone();
+            tokio::spawn(async move { api.add_lead(&lead("7275558888", &format!("CRM-{i}"))).await })
+        })
+        .collect();
+    for t in tasks {
+        let (_, alert) = expect_permanent(t.await.unwrap());
+        assert!(alert);
+    }
+    assert_eq!(sim.failed_logins("6666"), 1);
+    assert_eq!(sim.requests().len(), 1);
+}
+
+#[tokio::test]
 async fn a_fixed_secret_is_picked_up_by_the_one_refresh_after_a_bad_login() {
     let sim = VicidialSim::start().await;
     let secrets = TestSecrets::new("6666", "stale");
@@ -426,6 +444,15 @@ async fn simulator_answers_the_documented_strings() {
     assert_eq!(
         get("function=add_lead&user=6666&pass=1234&source=x&phone_number=7275558888").await,
         (200, "ERROR: Invalid Source - x\nERROR: Invalid Source: |x|\n".into())
+    );
+    // The login comes first, for every function; then the source.
+    assert_eq!(
+        get("function=add_lead&user=6666&pass=nope&source=x").await,
+        (200, "ERROR: Login incorrect, please try again: |6666|nope|BAD|\n".into())
+    );
+    assert_eq!(
+        get("function=lead_search&user=6666&pass=1234&search_method=VENDOR_LEAD_CODE&vendor_lead_code=A").await,
+        (200, "ERROR: Invalid Source - \nERROR: Invalid Source: ||\n".into())
     );
     assert_eq!(get("function=nothing").await, (200, "ERROR: NO FUNCTION SPECIFIED\n".into()));
     assert_eq!(get("function=coffee").await.0, 418);
@@ -582,7 +609,10 @@ async fn lead_search_none_one_many() {
     assert_eq!(api.find_by_vendor_lead_code("CRM-X").await.unwrap().map(|l| l.get()), Some(newest));
     let last = sim.requests().pop().unwrap();
     assert_eq!((last.method.as_str(), last.raw_query.as_str()), ("POST", ""));
-    assert_eq!((last.param("function"), last.param("search_method")), ("lead_search", "VENDOR_LEAD_CODE"));
+    assert_eq!(
+        (last.param("function"), last.param("search_method"), last.param("source")),
+        ("lead_search", "VENDOR_LEAD_CODE", "vicibridge")
+    );
     // A code lead_search cannot look for is refused before sending.
     let (_, alert) = expect_permanent(api.find_by_vendor_lead_code("A,B").await);
     assert!(!alert);

@@ -12,7 +12,8 @@ use tracing::{error, warn};
 use vicibridge_vicidial::CallUrl;
 use vicibridge_runtime::crm::build_crm_with_writer;
 use vicibridge_runtime::metrics::NAMESPACE;
-use vicibridge_runtime::{BatchHandler, CrmSync, Delivery, Ingest, Outcome};
+use vicibridge_runtime::lead_inject::build_lead_inject;
+use vicibridge_runtime::{BatchHandler, CrmSync, Delivery, Ingest, LeadWebhook, Outcome, WebhookRequest};
 
 use crate::config_source::{aws_config, load_config};
 use crate::secrets_manager::SecretsManagerStore;
@@ -22,8 +23,10 @@ use crate::sqs::{SqsDeadLetters, SqsQueue};
 pub const SECRET_ENV: &str = "VICIBRIDGE_SECRET_ARN";
 /// URL of the crm-events queue.
 pub const QUEUE_URL_ENV: &str = "VICIBRIDGE_QUEUE_URL";
-/// URL of the crm-events dead-letter queue (crm-sync sends permanent failures there).
+/// URL of the function's own dead-letter queue (workers send permanent failures there).
 pub const DLQ_URL_ENV: &str = "VICIBRIDGE_DLQ_URL";
+/// lead-inject only: the crm-events queue, where the CRM write-back of the lead_id goes.
+pub const CRM_EVENTS_URL_ENV: &str = "VICIBRIDGE_CRM_EVENTS_URL";
 
 pub type Error = lambda_runtime::Error;
 type BoxError = Error;
@@ -155,4 +158,66 @@ impl SqsWorker {
         }
         response
     }
+}
+
+/// `lead-webhook`: `POST /hubspot/leads` and `POST /salesforce/leads` → lead-injections queue.
+pub async fn run_lead_webhook() -> Result<(), BoxError> {
+    let metrics = init()?;
+    let sdk = aws_config().await;
+    let config = load_config().await?;
+    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), env(QUEUE_URL_ENV)?);
+    let secrets = SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk), env(SECRET_ENV)?);
+    let public_base_url = config.lead_injection.as_ref().and_then(|l| l.public_base_url.clone());
+    let webhook = LeadWebhook::new(Arc::new(queue), Arc::new(secrets), public_base_url);
+    let webhook = &webhook;
+    metrics_cloudwatch_embedded::lambda::handler::run_http(metrics, move |req| async move {
+        Ok::<_, BoxError>(handle_webhook(webhook, req).await)
+    })
+    .await
+}
+
+/// The HTTP handler of `lead-webhook`: the raw body bytes (API Gateway's base64 already
+/// undone by lambda_http) go to the shared handler, which checks signatures over them.
+pub async fn handle_webhook(webhook: &LeadWebhook, req: Request) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let request = WebhookRequest {
+        method: req.method().as_str(),
+        path: &path,
+        query: req.uri().query(),
+        headers: req.headers(),
+        body: req.body().as_ref(),
+    };
+    let answer = if path.ends_with("/hubspot/leads") {
+        webhook.hubspot(request).await
+    } else if path.ends_with("/salesforce/leads") {
+        webhook.salesforce(request).await
+    } else {
+        vicibridge_runtime::WebhookResponse { status: 404, content_type: "text/plain; charset=utf-8", body: "no such route".into() }
+    };
+    let mut response = Response::new(Body::from(answer.body));
+    *response.status_mut() =
+        lambda_http::http::StatusCode::from_u16(answer.status).unwrap_or(lambda_http::http::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(CONTENT_TYPE, lambda_http::http::HeaderValue::from_static(answer.content_type));
+    response
+}
+
+/// `lead-inject`: lead-injections queue → VICIdial `add_lead`; the lead_id write-back goes to
+/// the crm-events queue.
+pub async fn run_lead_inject() -> Result<(), BoxError> {
+    let metrics = init()?;
+    let sdk = aws_config().await;
+    let config = load_config().await?;
+    let secrets = Arc::new(SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk), env(SECRET_ENV)?));
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let crm_events = Arc::new(SqsQueue::new(sqs.clone(), env(CRM_EVENTS_URL_ENV)?));
+    let worker = SqsWorker {
+        handler: Arc::new(build_lead_inject(&config, secrets, crm_events)?),
+        queue: SqsQueue::new(sqs.clone(), env(QUEUE_URL_ENV)?),
+        dead_letters: SqsDeadLetters::new(sqs, env(DLQ_URL_ENV)?),
+    };
+    let worker = &worker;
+    metrics_cloudwatch_embedded::lambda::handler::run(metrics, move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, BoxError>(worker.handle(event.payload).await)
+    })
+    .await
 }

@@ -2,8 +2,8 @@
 //! failures, 401 → re-read the secret once, 429 by policy. Answers the caller only with what
 //! it must interpret itself (2xx, and 4xx bodies such as batch validation errors).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::StatusCode;
@@ -26,7 +26,9 @@ pub enum ApiError {
 impl ApiError {
     pub fn into_sync(self) -> vicibridge_core::SyncError {
         match self {
-            ApiError::Retryable { reason, retry_after } => vicibridge_core::SyncError::Retryable { reason, retry_after },
+            ApiError::Retryable { reason, retry_after } => {
+                vicibridge_core::SyncError::Retryable { reason, retry_after }
+            }
             ApiError::Permanent { reason } => vicibridge_core::SyncError::Permanent { reason },
         }
     }
@@ -72,7 +74,8 @@ pub fn error_summary(body: &Value) -> String {
         out = format!("{cat}: {out}");
     }
     if let Some(errors) = body.get("errors").and_then(Value::as_array) {
-        let details: Vec<&str> = errors.iter().filter_map(|e| e.get("message").and_then(Value::as_str)).take(3).collect();
+        let details: Vec<&str> =
+            errors.iter().filter_map(|e| e.get("message").and_then(Value::as_str)).take(3).collect();
         if !details.is_empty() && !details.iter().all(|d| *d == message) {
             out.push_str(&format!(" ({})", details.join("; ")));
         }
@@ -122,7 +125,8 @@ impl Client {
 
     async fn token(&self, refresh: bool) -> Result<String, ApiError> {
         let doc = if refresh { self.secrets.refresh().await } else { self.secrets.current().await };
-        let doc = doc.map_err(|e| ApiError::Retryable { reason: format!("cannot read the secret: {e}"), retry_after: None })?;
+        let doc =
+            doc.map_err(|e| ApiError::Retryable { reason: format!("cannot read the secret: {e}"), retry_after: None })?;
         doc.hubspot
             .as_ref()
             .and_then(|h| h.access_token.as_ref())
@@ -134,7 +138,13 @@ impl Client {
     }
 
     /// `op` names the endpoint in metrics and errors (e.g. `calls.batch.upsert`).
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>, op: &'static str) -> Result<Reply, ApiError> {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        op: &'static str,
+    ) -> Result<Reply, ApiError> {
         let stop = self.daily_stop_until.load(Ordering::Relaxed);
         if stop > now_secs() {
             return Err(ApiError::Retryable {
@@ -162,7 +172,8 @@ impl Client {
             let resp = match result {
                 Ok(r) => r,
                 Err(e) => {
-                    metrics::counter!(m::CRM_API_CALLS, "crm" => "hubspot", "op" => op, "status" => "network").increment(1);
+                    metrics::counter!(m::CRM_API_CALLS, "crm" => "hubspot", "op" => op, "status" => "network")
+                        .increment(1);
                     // reqwest's message carries the URL, never headers: no token in it.
                     let kind = if e.is_timeout() { "timed out" } else { "failed" };
                     let reason = format!("HubSpot {op} {kind}: {e}");
@@ -177,7 +188,8 @@ impl Client {
             };
             let status = resp.status();
             let code = status.as_u16();
-            metrics::counter!(m::CRM_API_CALLS, "crm" => "hubspot", "op" => op, "status" => code.to_string()).increment(1);
+            metrics::counter!(m::CRM_API_CALLS, "crm" => "hubspot", "op" => op, "status" => code.to_string())
+                .increment(1);
             let headers = resp.headers().clone();
             let text = resp.text().await.unwrap_or_default();
             let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -208,11 +220,17 @@ impl Client {
                 }
                 StatusCode::TOO_MANY_REQUESTS => {
                     let policy = json.get("policyName").and_then(Value::as_str).unwrap_or("");
-                    metrics::counter!(m::CRM_RATE_LIMITED, "crm" => "hubspot", "policy" => policy.to_owned()).increment(1);
+                    metrics::counter!(m::CRM_RATE_LIMITED, "crm" => "hubspot", "policy" => policy.to_owned())
+                        .increment(1);
                     if policy == "DAILY" {
-                        let wait = retry_after_secs.map_or(DAILY_STOP, Duration::from_secs).max(Duration::from_secs(60));
+                        let wait =
+                            retry_after_secs.map_or(DAILY_STOP, Duration::from_secs).max(Duration::from_secs(60));
                         self.daily_stop_until.store(now_secs() + wait.as_secs(), Ordering::Relaxed);
-                        error!(op, stop_secs = wait.as_secs(), "HubSpot's daily API limit is reached: sync stops until it resets");
+                        error!(
+                            op,
+                            stop_secs = wait.as_secs(),
+                            "HubSpot's daily API limit is reached: sync stops until it resets"
+                        );
                         return Err(ApiError::Retryable {
                             reason: format!("HubSpot daily limit reached (429 DAILY): {}", error_summary(&json)),
                             retry_after: Some(wait),
@@ -220,12 +238,13 @@ impl Client {
                     }
                     // Rolling 10-second window (or search's secondly limit): wait it out.
                     let secondly = json.get("message").and_then(Value::as_str).is_some_and(|m| m.contains("secondly"));
-                    let wait = match (retry_after_secs, header_u64(&headers, "x-hubspot-ratelimit-interval-milliseconds")) {
-                        (Some(s), _) => Duration::from_secs(s),
-                        _ if secondly => Duration::from_secs(1),
-                        (None, Some(ms)) => Duration::from_millis(ms.min(10_000)),
-                        (None, None) => Duration::from_secs(10),
-                    };
+                    let wait =
+                        match (retry_after_secs, header_u64(&headers, "x-hubspot-ratelimit-interval-milliseconds")) {
+                            (Some(s), _) => Duration::from_secs(s),
+                            _ if secondly => Duration::from_secs(1),
+                            (None, Some(ms)) => Duration::from_millis(ms.min(10_000)),
+                            (None, None) => Duration::from_secs(10),
+                        };
                     if is_search {
                         self.pacers.search.pause(wait);
                     } else {
@@ -255,7 +274,10 @@ impl Client {
                 }
                 StatusCode::FORBIDDEN => {
                     return Err(ApiError::Permanent {
-                        reason: format!("HubSpot {op}: 403 missing scope or permission: {} (grant the scopes listed in the README)", error_summary(&json)),
+                        reason: format!(
+                            "HubSpot {op}: 403 missing scope or permission: {} (grant the scopes listed in the README)",
+                            error_summary(&json)
+                        ),
                     });
                 }
                 s if s.is_client_error() && code != 477 => return Ok(Reply { status: code, body: json }),

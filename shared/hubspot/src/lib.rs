@@ -56,7 +56,8 @@ impl HubspotCrm {
     pub fn new(config: &Config, secrets: Arc<dyn SecretStore>) -> Result<Self, HubspotSetupError> {
         let cfg = section(config)?.clone();
         let client = client(&cfg, secrets)?;
-        let write_back = config.lead_injection.as_ref().and_then(|l| l.hubspot.as_ref()).and_then(|h| h.write_back.clone());
+        let write_back =
+            config.lead_injection.as_ref().and_then(|l| l.hubspot.as_ref()).and_then(|h| h.write_back.clone());
         Ok(HubspotCrm { engine: sync::Engine { cfg, client, write_back } })
     }
 }

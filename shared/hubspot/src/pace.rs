@@ -77,7 +77,8 @@ pub struct Pacers {
 /// One `Pacers` per (base URL, budget) for the whole process: several adapters built in one
 /// process (tests, a future second worker) still share HubSpot's budget.
 pub fn shared(base_url: &str, per_10s: u32) -> Arc<Pacers> {
-    static ALL: OnceLock<Mutex<HashMap<(String, u32), Arc<Pacers>>>> = OnceLock::new();
+    type Registry = Mutex<HashMap<(String, u32), Arc<Pacers>>>;
+    static ALL: OnceLock<Registry> = OnceLock::new();
     let make = || {
         Arc::new(Pacers {
             // A little slack on the window: HubSpot's clock starts when the request lands.

@@ -47,7 +47,8 @@ impl PreviewRequests for HubspotPreview {
     fn preview(&self, plans: &[SyncPlan]) -> Vec<RequestPreview> {
         let cfg = &self.cfg;
         let mut out = Vec::new();
-        let calls: Vec<_> = plans.iter().filter_map(|p| if let SyncPlan::Call(c) = p { Some(c) } else { None }).collect();
+        let calls: Vec<_> =
+            plans.iter().filter_map(|p| if let SyncPlan::Call(c) = p { Some(c) } else { None }).collect();
 
         // Who is the contact: taken from vendor_lead_code, or searched by phone.
         let contact_of = |c: &vicibridge_core::plan::CallPlan| -> Option<String> {
@@ -65,10 +66,13 @@ impl PreviewRequests for HubspotPreview {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        let pairs: Vec<(&String, &String)> = numbers.iter().flat_map(|n| cfg.phone_properties.iter().map(move |f| (n, f))).collect();
+        let pairs: Vec<(&String, &String)> =
+            numbers.iter().flat_map(|n| cfg.phone_properties.iter().map(move |f| (n, f))).collect();
         for chunk in pairs.chunks(SEARCH_GROUPS_MAX) {
-            let groups: Vec<Value> =
-                chunk.iter().map(|(n, f)| json!({"filters": [{"propertyName": f, "operator": "EQ", "value": n}]})).collect();
+            let groups: Vec<Value> = chunk
+                .iter()
+                .map(|(n, f)| json!({"filters": [{"propertyName": f, "operator": "EQ", "value": n}]}))
+                .collect();
             self.post(
                 &mut out,
                 props::object_path(cfg, "contacts", "search"),
@@ -122,23 +126,37 @@ impl PreviewRequests for HubspotPreview {
             }
             if let Some(s) = &d.lead_status {
                 p.insert("hs_lead_status".into(), json!(s));
-                p.insert(cfg.sync_state_property.clone(), json!(SyncState { start: None, dispo: Some(epoch_of(c)) }.render()));
+                p.insert(
+                    cfg.sync_state_property.clone(),
+                    json!(SyncState { start: None, dispo: Some(epoch_of(c)) }.render()),
+                );
             }
             if !p.is_empty() {
                 contact_updates.push(json!({"id": contact, "properties": p}));
             }
-            if let (Some(stage), VendorLeadCode::DealId, Some(deal)) = (&d.deal_stage, cfg.vendor_lead_code, c.crm_ref.as_deref()) {
+            if let (Some(stage), VendorLeadCode::DealId, Some(deal)) =
+                (&d.deal_stage, cfg.vendor_lead_code, c.crm_ref.as_deref())
+            {
                 deal_updates.push(json!({"id": deal, "properties": {"dealstage": stage, cfg.sync_state_property.clone(): SyncState { start: None, dispo: Some(epoch_of(c)) }.render()}}));
             }
             if let Some(p) = props::task_properties(cfg, c, true) {
                 tasks.push(json!({"idProperty": cfg.task_key_property, "id": c.key.as_str(), "properties": p}));
-                task_links.push(props::association(&format!("{{task id of {}}}", c.key), &contact, props::TASK_TO_CONTACT));
+                task_links.push(props::association(
+                    &format!("{{task id of {}}}", c.key),
+                    &contact,
+                    props::TASK_TO_CONTACT,
+                ));
             }
         }
         self.batches(&mut out, props::object_path(cfg, "contacts", "batch/update"), contact_updates, &json!({}));
         self.batches(&mut out, props::object_path(cfg, "deals", "batch/update"), deal_updates, &json!({}));
         self.batches(&mut out, props::object_path(cfg, "tasks", "batch/upsert"), tasks, &json!({}));
-        self.batches(&mut out, props::association_path(cfg, "tasks", "contacts", "batch/create"), task_links, &json!({}));
+        self.batches(
+            &mut out,
+            props::association_path(cfg, "tasks", "contacts", "batch/create"),
+            task_links,
+            &json!({}),
+        );
         out
     }
 }

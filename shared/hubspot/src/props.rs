@@ -135,7 +135,9 @@ pub fn recording_url(cfg: &HubspotConfig, filename: Option<&str>) -> Result<Opti
         return Err("hubspot.recording_base_url is not set".into());
     };
     if !base.starts_with("https://") {
-        return Err(format!("hubspot.recording_base_url {base:?} is not HTTPS and HubSpot only accepts HTTPS recording URLs"));
+        return Err(format!(
+            "hubspot.recording_base_url {base:?} is not HTTPS and HubSpot only accepts HTTPS recording URLs"
+        ));
     }
     let ext = if file.ends_with(".mp3") || file.ends_with(".wav") { "" } else { cfg.recording_extension.as_str() };
     Ok(Some(format!("{}/{}{ext}", base.trim_end_matches('/'), utf8_percent_encode(file, PATH_SEGMENT))))
@@ -188,10 +190,11 @@ pub fn call_properties(
             state.start = Some(epoch_of(plan));
         }
         (CallPhase::Dispositioned, Some(d)) => {
-            if existing.is_none() || existing.is_some_and(|s| s.start.is_none()) {
-                if let Some(t) = plan.started_at.or(plan.event_at) {
-                    set("hs_timestamp", ms(t));
-                }
+            // Required to create the call; once a Start Call was applied its exact start stays.
+            if existing.is_none_or(|s| s.start.is_none())
+                && let Some(t) = plan.started_at.or(plan.event_at)
+            {
+                set("hs_timestamp", ms(t));
             }
             set("hs_call_status", call_status(d.outcome).to_owned());
             set("hs_call_title", format!("VICIdial call with {}: {}", who(plan), d.status_label));
@@ -204,7 +207,9 @@ pub fn call_properties(
             match recording_url(cfg, d.recording_filename.as_deref()) {
                 Ok(Some(url)) => set("hs_call_recording_url", url),
                 Ok(None) => {}
-                Err(why) => warn.push(format!("recording {} not linked: {why}", d.recording_filename.as_deref().unwrap_or(""))),
+                Err(why) => {
+                    warn.push(format!("recording {} not linked: {why}", d.recording_filename.as_deref().unwrap_or("")))
+                }
             }
             let mut body = vec![
                 format!("Agent: {}", html(plan.agent.as_deref().unwrap_or("?"))),
@@ -253,7 +258,11 @@ pub fn task_properties(cfg: &HubspotConfig, plan: &CallPlan, first_time: bool) -
     if let Some(owner) = cb.agent.as_deref().or(plan.agent.as_deref()).and_then(|a| cfg.owners.get(a)) {
         set("hubspot_owner_id", owner.clone());
     }
-    let mut body = vec![format!("Callback set by agent {} at {} (dialer time)", html(plan.agent.as_deref().unwrap_or("?")), cb.due_local.format("%Y-%m-%d %H:%M"))];
+    let mut body = vec![format!(
+        "Callback set by agent {} at {} (dialer time)",
+        html(plan.agent.as_deref().unwrap_or("?")),
+        cb.due_local.format("%Y-%m-%d %H:%M")
+    )];
     if let Some(n) = dialed(plan) {
         body.push(format!("Phone: {}", html(&n)));
     }
@@ -327,7 +336,8 @@ mod tests {
 
     #[test]
     fn recording_urls_are_https_only() {
-        let mut cfg: HubspotConfig = toml::from_str("recording_base_url = \"https://rec.example.com/RECORDINGS/MP3/\"").unwrap();
+        let mut cfg: HubspotConfig =
+            toml::from_str("recording_base_url = \"https://rec.example.com/RECORDINGS/MP3/\"").unwrap();
         assert_eq!(
             recording_url(&cfg, Some("20261121-220900_7275558888_1000-all")).unwrap().unwrap(),
             "https://rec.example.com/RECORDINGS/MP3/20261121-220900_7275558888_1000-all.mp3"

@@ -24,7 +24,8 @@ pub struct PropertySpec {
 
 /// Every property the config makes the adapter write.
 pub fn required_properties(cfg: &HubspotConfig) -> Vec<PropertySpec> {
-    let p = |object, name: &String, label, kind, unique| PropertySpec { object, name: name.clone(), label, kind, unique };
+    let p =
+        |object, name: &String, label, kind, unique| PropertySpec { object, name: name.clone(), label, kind, unique };
     vec![
         p("calls", &cfg.call_key_property, "VICIdial call key (uniqueid)", "string", true),
         p("calls", &cfg.sync_state_property, "vicibridge sync state", "string", false),
@@ -86,7 +87,12 @@ pub async fn run(config: &Config, secrets: Arc<dyn SecretStore>) -> Result<Vec<S
             let r = client.post(&format!("{prefix}/{}/groups", spec.object), &body, "properties.groups.create").await?;
             // 409: the group exists.
             if r.status >= 400 && r.status != 409 {
-                return Err(SetupError::Api(format!("cannot create the property group on {}: {}: {}", spec.object, r.status, error_summary(&r.body))));
+                return Err(SetupError::Api(format!(
+                    "cannot create the property group on {}: {}: {}",
+                    spec.object,
+                    r.status,
+                    error_summary(&r.body)
+                )));
             }
             groups_done.push(spec.object);
         }
@@ -112,7 +118,14 @@ pub async fn run(config: &Config, secrets: Arc<dyn SecretStore>) -> Result<Vec<S
         match r.status {
             s if s < 300 => report.push(format!("created: {} property {}", spec.object, spec.name)),
             409 => report.push(format!("exists: {} property {}", spec.object, spec.name)),
-            s => return Err(SetupError::Api(format!("cannot create {} property {}: {s}: {}", spec.object, spec.name, error_summary(&r.body)))),
+            s => {
+                return Err(SetupError::Api(format!(
+                    "cannot create {} property {}: {s}: {}",
+                    spec.object,
+                    spec.name,
+                    error_summary(&r.body)
+                )));
+            }
         }
     }
     Ok(report)

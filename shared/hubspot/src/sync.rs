@@ -64,7 +64,17 @@ impl<'a> Work<'a> {
             SyncPlan::NewLead(l) => (None, Some(l)),
             SyncPlan::LinkLead(_) => (None, None),
         };
-        Work { call, lead, contact: None, deal: None, contact_checked: false, err: None, already: false, older: false, created: false }
+        Work {
+            call,
+            lead,
+            contact: None,
+            deal: None,
+            contact_checked: false,
+            err: None,
+            already: false,
+            older: false,
+            created: false,
+        }
     }
 
     fn live(&self) -> bool {
@@ -176,12 +186,16 @@ impl Engine {
                 Some("deal" | "deals" | "0-3") => "deals",
                 _ => "contacts",
             };
-            by_object.entry(object).or_default().push((i, json!({"id": l.crm_ref, "properties": {prop.clone(): l.lead_id.to_string()}})));
+            by_object
+                .entry(object)
+                .or_default()
+                .push((i, json!({"id": l.crm_ref, "properties": {prop.clone(): l.lead_id.to_string()}})));
         }
         for (object, items) in by_object {
             let (idxs, inputs): (Vec<usize>, Vec<Value>) = items.into_iter().unzip();
             let op = if object == "deals" { "deals.batch.update" } else { "contacts.batch.update" };
-            let written = self.write(op, &self.objects(object, "batch/update"), inputs, true, |i| json!({"inputs": i})).await;
+            let written =
+                self.write(op, &self.objects(object, "batch/update"), inputs, true, |i| json!({"inputs": i})).await;
             for (n, &i) in idxs.iter().enumerate() {
                 out[i] = Some(written.failed.get(&n).cloned().map_or(Ok(Applied::Done), Err));
             }
@@ -199,7 +213,11 @@ impl Engine {
             body["inputs"] = chunk.iter().map(|id| json!({"id": id})).collect();
             let reply = self.client.post(path, &body, op).await.map_err(ApiError::into_sync)?;
             if reply.status >= 400 {
-                return Err(SyncError::permanent(format!("HubSpot {op}: {}: {}", reply.status, error_summary(&reply.body))));
+                return Err(SyncError::permanent(format!(
+                    "HubSpot {op}: {}: {}",
+                    reply.status,
+                    error_summary(&reply.body)
+                )));
             }
             if let Some(r) = reply.body.get("results").and_then(Value::as_array) {
                 out.extend(r.iter().cloned());
@@ -211,7 +229,14 @@ impl Engine {
     /// A batch write of `inputs` (each with the plans it serves). Per-input errors are mapped
     /// back by `objectWriteTraceId` (`traced`); a request HubSpot refuses as a whole because
     /// of some inputs is split until the bad ones are alone, so the others still go through.
-    async fn write(&self, op: &'static str, path: &str, inputs: Vec<Value>, traced: bool, wrap: impl Fn(Vec<Value>) -> Value) -> Written {
+    async fn write(
+        &self,
+        op: &'static str,
+        path: &str,
+        inputs: Vec<Value>,
+        traced: bool,
+        wrap: impl Fn(Vec<Value>) -> Value,
+    ) -> Written {
         let inputs: Vec<Value> = inputs
             .into_iter()
             .enumerate()
@@ -247,7 +272,8 @@ impl Engine {
             let mut mapped = BTreeSet::new();
             let mut unmapped = Vec::new();
             for e in &errors {
-                let hits: Vec<usize> = trace_ids(e).iter().filter_map(|t| t.parse().ok()).filter(|i| chunk.contains(i)).collect();
+                let hits: Vec<usize> =
+                    trace_ids(e).iter().filter_map(|t| t.parse().ok()).filter(|i| chunk.contains(i)).collect();
                 if hits.is_empty() {
                     unmapped.push(e);
                     continue;
@@ -277,7 +303,10 @@ impl Engine {
             let whole = summary.contains("PROPERTY_DOESNT_EXIST") || (reply.status == 404 && errors.is_empty());
             if rest.len() == 1 || whole {
                 let reason = if whole {
-                    format!("HubSpot {op}: {}: {summary} (check the [hubspot] settings and run `vicibridge hubspot setup`)", reply.status)
+                    format!(
+                        "HubSpot {op}: {}: {summary} (check the [hubspot] settings and run `vicibridge hubspot setup`)",
+                        reply.status
+                    )
                 } else {
                     format!("HubSpot {op} refused this record: {}: {summary}", reply.status)
                 };
@@ -333,7 +362,10 @@ impl Engine {
         if !by_email.is_empty() {
             let emails: Vec<String> = by_email.keys().cloned().collect();
             let path = self.objects("contacts", "batch/read");
-            match self.read("contacts.batch.read", &path, &emails, json!({"idProperty": "email", "properties": ["email"]})).await {
+            match self
+                .read("contacts.batch.read", &path, &emails, json!({"idProperty": "email", "properties": ["email"]}))
+                .await
+            {
                 Ok(results) => {
                     for r in results {
                         let (Some(id), Some(email)) = (id_of(&r), str_prop(&r, "email")) else { continue };
@@ -359,7 +391,9 @@ impl Engine {
                             .and_then(Value::as_array)
                             .into_iter()
                             .flatten()
-                            .filter_map(|t| t.get("toObjectId").and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok())))
+                            .filter_map(|t| {
+                                t.get("toObjectId").and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+                            })
                             .min();
                         if let Some(c) = first {
                             for &i in deals.get(&from).into_iter().flatten() {
@@ -386,7 +420,8 @@ impl Engine {
             let ids: Vec<String> = lead_ids.into_iter().collect();
             let prop = self.cfg.lead_id_property.clone();
             let path = self.objects("contacts", "batch/read");
-            match self.read("contacts.batch.read", &path, &ids, json!({"idProperty": prop, "properties": [prop]})).await {
+            match self.read("contacts.batch.read", &path, &ids, json!({"idProperty": prop, "properties": [prop]})).await
+            {
                 Ok(results) => {
                     let found: HashMap<String, String> =
                         results.iter().filter_map(|r| Some((str_prop(r, &prop)?.to_owned(), id_of(r)?))).collect();
@@ -397,7 +432,10 @@ impl Engine {
                         }
                     }
                 }
-                Err(e) => works.iter_mut().filter(|w| pending(w) && (creates || w.lead.is_some())).for_each(|w| w.fail(e.clone())),
+                Err(e) => works
+                    .iter_mut()
+                    .filter(|w| pending(w) && (creates || w.lead.is_some()))
+                    .for_each(|w| w.fail(e.clone())),
             }
         }
 
@@ -416,8 +454,13 @@ impl Engine {
             } else {
                 let phone = w.lead_fields().and_then(|l| l.phone_number.clone()).unwrap_or_default();
                 let why = match w.crm_ref() {
-                    Some(r) => format!("no HubSpot contact has the email {r:?} (vendor_lead_code) or the phone {phone:?}"),
-                    None => format!("vendor_lead_code is empty and no HubSpot contact has the phone {phone:?} (searched {})", self.cfg.phone_properties.join(", ")),
+                    Some(r) => {
+                        format!("no HubSpot contact has the email {r:?} (vendor_lead_code) or the phone {phone:?}")
+                    }
+                    None => format!(
+                        "vendor_lead_code is empty and no HubSpot contact has the phone {phone:?} (searched {})",
+                        self.cfg.phone_properties.join(", ")
+                    ),
                 };
                 w.fail(SyncError::permanent(format!(
                     "lead {}: {why}; hubspot.not_found = \"dead_letter\" (set \"create_contact\" to create it)",
@@ -439,8 +482,11 @@ impl Engine {
             .collect();
         let path = self.objects("contacts", "batch/upsert");
         let written = self.write("contacts.batch.upsert", &path, inputs, true, |i| json!({"inputs": i})).await;
-        let ids: HashMap<String, String> =
-            written.results.iter().filter_map(|r| Some((str_prop(r, &self.cfg.lead_id_property)?.to_owned(), id_of(r)?))).collect();
+        let ids: HashMap<String, String> = written
+            .results
+            .iter()
+            .filter_map(|r| Some((str_prop(r, &self.cfg.lead_id_property)?.to_owned(), id_of(r)?)))
+            .collect();
         for (n, o) in owners.iter().enumerate() {
             for &i in o {
                 let w = &mut works[i];
@@ -467,19 +513,24 @@ impl Engine {
                 continue;
             }
             let Some(lead) = w.lead_fields() else { continue };
-            if let Some(n) = lead.phone_number.as_deref().and_then(|p| props::national_digits(p, lead.phone_code.as_deref())) {
+            if let Some(n) =
+                lead.phone_number.as_deref().and_then(|p| props::national_digits(p, lead.phone_code.as_deref()))
+            {
                 by_number.entry(n).or_default().push(i);
             }
         }
         let fields = &self.cfg.phone_properties;
         // Each (number, property) is one OR group; groups are packed 5 to a request.
-        let pairs: Vec<(&String, &String)> = by_number.keys().flat_map(|n| fields.iter().map(move |f| (n, f))).collect();
+        let pairs: Vec<(&String, &String)> =
+            by_number.keys().flat_map(|n| fields.iter().map(move |f| (n, f))).collect();
         let path = self.objects("contacts", "search");
         let mut found: Vec<Value> = Vec::new();
         let mut failed: BTreeMap<&String, SyncError> = BTreeMap::new();
         for chunk in pairs.chunks(SEARCH_GROUPS_MAX) {
-            let groups: Vec<Value> =
-                chunk.iter().map(|(n, f)| json!({"filters": [{"propertyName": f, "operator": "EQ", "value": n}]})).collect();
+            let groups: Vec<Value> = chunk
+                .iter()
+                .map(|(n, f)| json!({"filters": [{"propertyName": f, "operator": "EQ", "value": n}]}))
+                .collect();
             let body = json!({
                 "filterGroups": groups,
                 "properties": fields,
@@ -491,7 +542,9 @@ impl Engine {
                     found.extend(r.body.get("results").and_then(Value::as_array).cloned().unwrap_or_default());
                     continue;
                 }
-                Ok(r) => SyncError::permanent(format!("HubSpot contacts.search: {}: {}", r.status, error_summary(&r.body))),
+                Ok(r) => {
+                    SyncError::permanent(format!("HubSpot contacts.search: {}: {}", r.status, error_summary(&r.body)))
+                }
                 Err(e) => e.into_sync(),
             };
             for (n, _) in chunk {
@@ -501,7 +554,9 @@ impl Engine {
         // The oldest contact (lowest id) with the number wins, the same every time.
         found.sort_by_key(|r| id_of(r).and_then(|id| id.parse::<u64>().ok()).unwrap_or(u64::MAX));
         for (n, idxs) in &by_number {
-            let hit = found.iter().find(|r| fields.iter().any(|f| str_prop(r, f).is_some_and(|v| props::phone_matches(v, n))));
+            let hit = found
+                .iter()
+                .find(|r| fields.iter().any(|f| str_prop(r, f).is_some_and(|v| props::phone_matches(v, n))));
             match (hit.and_then(id_of), failed.get(n)) {
                 (Some(id), _) => {
                     for &i in idxs {
@@ -532,20 +587,27 @@ impl Engine {
         }
         let keys: Vec<String> = by_call.keys().cloned().collect();
         let path = self.objects("calls", "batch/read");
-        let existing: HashMap<String, (String, SyncState)> =
-            match self.read("calls.batch.read", &path, &keys, json!({"idProperty": key_prop, "properties": [key_prop, state_prop]})).await {
-                Ok(results) => results
-                    .iter()
-                    .filter_map(|r| {
-                        let key = str_prop(r, &key_prop)?.to_owned();
-                        Some((key, (id_of(r)?, SyncState::parse(str_prop(r, &state_prop).unwrap_or("")))))
-                    })
-                    .collect(),
-                Err(e) => {
-                    works.iter_mut().filter(|w| w.call.is_some()).for_each(|w| w.fail(e.clone()));
-                    return;
-                }
-            };
+        let existing: HashMap<String, (String, SyncState)> = match self
+            .read(
+                "calls.batch.read",
+                &path,
+                &keys,
+                json!({"idProperty": key_prop, "properties": [key_prop, state_prop]}),
+            )
+            .await
+        {
+            Ok(results) => results
+                .iter()
+                .filter_map(|r| {
+                    let key = str_prop(r, &key_prop)?.to_owned();
+                    Some((key, (id_of(r)?, SyncState::parse(str_prop(r, &state_prop).unwrap_or("")))))
+                })
+                .collect(),
+            Err(e) => {
+                works.iter_mut().filter(|w| w.call.is_some()).for_each(|w| w.fail(e.clone()));
+                return;
+            }
+        };
 
         // One input per call: the events of one call in this batch are applied in order on
         // the state read, as they would be one batch after the other.
@@ -576,7 +638,12 @@ impl Engine {
                     }
                     CallPhase::Dispositioned => match s.dispo {
                         Some(applied) if applied > e => {
-                            info!(key = works[i].key(), applied, this = e, "an older disposition than the one applied: skipped");
+                            info!(
+                                key = works[i].key(),
+                                applied,
+                                this = e,
+                                "an older disposition than the one applied: skipped"
+                            );
                             works[i].already = true;
                             works[i].older = true;
                             continue;
@@ -622,7 +689,9 @@ impl Engine {
                 continue;
             }
             let Some(call_id) = ids.get(key) else {
-                writers.iter().for_each(|&i| works[i].fail(SyncError::retryable("HubSpot's call upsert answered without the call id")));
+                writers.iter().for_each(|&i| {
+                    works[i].fail(SyncError::retryable("HubSpot's call upsert answered without the call id"))
+                });
                 continue;
             };
             if !associate {
@@ -664,15 +733,22 @@ impl Engine {
 
     /// Reads the `sync_state_property` of records; a record that does not exist fails the
     /// plans that named it.
-    async fn states(&self, works: &mut [Work<'_>], object: &str, targets: &BTreeMap<String, Vec<usize>>) -> HashMap<String, SyncState> {
+    async fn states(
+        &self,
+        works: &mut [Work<'_>],
+        object: &str,
+        targets: &BTreeMap<String, Vec<usize>>,
+    ) -> HashMap<String, SyncState> {
         let ids: Vec<String> = targets.keys().cloned().collect();
         let prop = self.cfg.sync_state_property.clone();
         let path = self.objects(object, "batch/read");
         let op = if object == "deals" { "deals.batch.read" } else { "contacts.batch.read" };
         match self.read(op, &path, &ids, json!({"properties": [prop]})).await {
             Ok(results) => {
-                let found: HashMap<String, SyncState> =
-                    results.iter().filter_map(|r| Some((id_of(r)?, SyncState::parse(str_prop(r, &prop).unwrap_or(""))))).collect();
+                let found: HashMap<String, SyncState> = results
+                    .iter()
+                    .filter_map(|r| Some((id_of(r)?, SyncState::parse(str_prop(r, &prop).unwrap_or("")))))
+                    .collect();
                 for (id, idxs) in targets {
                     if !found.contains_key(id) {
                         let e = SyncError::permanent(format!(
@@ -714,10 +790,15 @@ impl Engine {
         // The state read doubles as the existence check of contact ids taken on trust.
         let needs_read: BTreeMap<String, Vec<usize>> = targets
             .iter()
-            .filter(|(_, idxs)| idxs.iter().any(|&i| works[i].dispo().is_some_and(|(_, d)| d.lead_status.is_some()) || !works[i].contact_checked))
+            .filter(|(_, idxs)| {
+                idxs.iter().any(|&i| {
+                    works[i].dispo().is_some_and(|(_, d)| d.lead_status.is_some()) || !works[i].contact_checked
+                })
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let states = if needs_read.is_empty() { HashMap::new() } else { self.states(works, "contacts", &needs_read).await };
+        let states =
+            if needs_read.is_empty() { HashMap::new() } else { self.states(works, "contacts", &needs_read).await };
         let mut inputs = Vec::new();
         let mut owners = Vec::new();
         for (id, idxs) in &targets {
@@ -738,7 +819,10 @@ impl Engine {
                 .max_by_key(|(e, _)| *e);
             if let Some((e, status)) = newest {
                 p.insert("hs_lead_status".to_owned(), json!(status));
-                p.insert(self.cfg.sync_state_property.clone(), json!(SyncState { start: None, dispo: Some(e) }.render()));
+                p.insert(
+                    self.cfg.sync_state_property.clone(),
+                    json!(SyncState { start: None, dispo: Some(e) }.render()),
+                );
             }
             if p.is_empty() {
                 continue;

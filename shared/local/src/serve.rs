@@ -8,22 +8,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::sync::watch;
 use tracing::{info, warn};
 use vicibridge_vicidial::CallUrl;
 use vicibridge_core::config::{Config, Durability};
 use vicibridge_core::ports::SecretStore;
 use vicibridge_runtime::crm::{CrmSetupError, build_crm_with_writer};
-use vicibridge_runtime::{BatchHandler, CrmSync, Delivery, Ingest, Outcome};
+use vicibridge_core::event::LeadSource;
+use vicibridge_runtime::lead_inject::build_lead_inject;
+use vicibridge_runtime::lead_webhook::MAX_BODY_BYTES;
+use vicibridge_runtime::{BatchHandler, CrmSync, Delivery, Ingest, LeadWebhook, Outcome, WebhookRequest};
+use vicibridge_vicidial::non_agent_api::NonAgentApiError;
 
 use crate::queue::{LocalQueueError, QueueOptions, SqliteQueue, Synchronous};
 
 /// File names under `--data-dir`.
 pub const CRM_EVENTS_DB: &str = "crm-events.db";
+pub const LEAD_INJECTIONS_DB: &str = "lead-injections.db";
 
 pub struct ServeOptions {
     pub config: Config,
@@ -46,6 +51,8 @@ pub enum ServeError {
     Queue(#[from] LocalQueueError),
     #[error(transparent)]
     Crm(#[from] CrmSetupError),
+    #[error(transparent)]
+    Dialer(#[from] NonAgentApiError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("HTTP server failed: {0}")]
@@ -63,19 +70,51 @@ fn queue_options(config: &Config) -> QueueOptions {
     }
 }
 
-pub fn router(ingest: Arc<Ingest>) -> Router {
+#[derive(Clone)]
+struct Handlers {
+    ingest: Arc<Ingest>,
+    webhook: Arc<LeadWebhook>,
+}
+
+/// Every route of the API Gateway HTTP API, on one port.
+fn router(handlers: Handlers) -> Router {
     Router::new()
         .route("/vicidial/call-start", get(|s, u| ingest_route(s, u, CallUrl::CallStart)))
         .route("/vicidial/dispo", get(|s, u| ingest_route(s, u, CallUrl::Dispo)))
         .route("/vicidial/new-lead", get(|s, u| ingest_route(s, u, CallUrl::NewLead)))
+        .route("/hubspot/leads", post(|s, r| webhook_route(s, r, LeadSource::Hubspot)))
+        .route("/salesforce/leads", post(|s, r| webhook_route(s, r, LeadSource::Salesforce)))
         .route("/healthz", get(|| async { "ok" }))
-        .with_state(ingest)
+        // The handler answers 413 itself above 1 MiB; axum's own cap just sits above that.
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES + 1024))
+        .with_state(handlers)
 }
 
-async fn ingest_route(State(ingest): State<Arc<Ingest>>, uri: Uri, url: CallUrl) -> Response {
-    let answer = ingest.handle(url, uri.query()).await;
+async fn ingest_route(State(h): State<Handlers>, uri: Uri, url: CallUrl) -> Response {
+    let answer = h.ingest.handle(url, uri.query()).await;
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], answer.body).into_response()
+}
+
+async fn webhook_route(State(h): State<Handlers>, request: Request, source: LeadSource) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES + 1024).await {
+        Ok(b) => b,
+        Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "rejected: body larger than 1 MiB").into_response(),
+    };
+    let req = WebhookRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &parts.headers,
+        body: &body,
+    };
+    let answer = match source {
+        LeadSource::Hubspot => h.webhook.hubspot(req).await,
+        LeadSource::Salesforce => h.webhook.salesforce(req).await,
+    };
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [(header::CONTENT_TYPE, answer.content_type)], answer.body).into_response()
 }
 
 /// Runs until `shutdown` resolves; then stops accepting, answers what is in flight and lets
@@ -94,10 +133,16 @@ pub async fn serve_with_secret_writer(
     let ServeOptions { config, secrets, listen, data_dir } = options;
     std::fs::create_dir_all(&data_dir)
         .map_err(|source| ServeError::DataDir { path: data_dir.display().to_string(), source })?;
-    let queue = Arc::new(SqliteQueue::open(&data_dir.join(CRM_EVENTS_DB), queue_options(&config))?);
+    let crm_events = Arc::new(SqliteQueue::open(&data_dir.join(CRM_EVENTS_DB), queue_options(&config))?);
+    let lead_injections = Arc::new(SqliteQueue::open(&data_dir.join(LEAD_INJECTIONS_DB), queue_options(&config))?);
     let crm = build_crm_with_writer(&config, secrets.clone(), writer, Some(&data_dir))?;
     let sync = CrmSync::new(&config, crm);
-    let ingest = Arc::new(Ingest::new(queue.clone(), secrets));
+    let inject = build_lead_inject(&config, secrets.clone(), crm_events.clone())?;
+    let public_base_url = config.lead_injection.as_ref().and_then(|l| l.public_base_url.clone());
+    let handlers = Handlers {
+        ingest: Arc::new(Ingest::new(crm_events.clone(), secrets.clone())),
+        webhook: Arc::new(LeadWebhook::new(lead_injections.clone(), secrets, public_base_url)),
+    };
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|source| ServeError::Listen { addr: listen, source })?;
     let bound = listener.local_addr().unwrap_or(listen);
@@ -105,15 +150,20 @@ pub async fn serve_with_secret_writer(
         listen = %bound,
         data_dir = %data_dir.display(),
         crm = %config.crm.kind,
-        "vicibridge serve: listening on http://{bound} (routes /vicidial/call-start, /vicidial/dispo, /vicidial/new-lead)"
+        "vicibridge serve: listening on http://{bound} (GET /vicidial/call-start, /vicidial/dispo, /vicidial/new-lead; POST /hubspot/leads, /salesforce/leads)"
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let worker = tokio::spawn(worker_loop(queue, Arc::new(sync), config, stop_rx));
-    let result = axum::serve(listener, router(ingest)).with_graceful_shutdown(shutdown).await;
+    let workers = [
+        tokio::spawn(worker_loop(crm_events, Arc::new(sync), config.clone(), stop_rx.clone())),
+        tokio::spawn(worker_loop(lead_injections, Arc::new(inject), config, stop_rx)),
+    ];
+    let result = axum::serve(listener, router(handlers)).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);
-    if let Err(e) = worker.await {
-        warn!(error = %e, "crm-sync worker ended abnormally");
+    for worker in workers {
+        if let Err(e) = worker.await {
+            warn!(error = %e, "a worker ended abnormally");
+        }
     }
     info!("vicibridge serve: stopped");
     result.map_err(ServeError::Http)

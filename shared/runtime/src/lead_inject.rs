@@ -4,13 +4,15 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use tracing::{error, info, warn};
-use vicibridge_core::config::LeadInjectionConfig;
+use vicibridge_core::config::{Config, LeadInjectionConfig};
 use vicibridge_core::event::{Event, LeadInjected, LeadInjection};
 use vicibridge_core::lead::{AddLeadOutcome, Dialer, DialerError, to_add_lead};
-use vicibridge_core::ports::{OutgoingMessage, Queue};
+use vicibridge_core::ports::{OutgoingMessage, Queue, SecretStore};
+use vicibridge_vicidial::non_agent_api::{NonAgentApi, NonAgentApiError, NonAgentApiOptions};
 use vicibridge_core::Envelope;
 
 use crate::metrics as m;
@@ -32,6 +34,23 @@ impl std::fmt::Debug for LeadInject {
 
 fn counted(result: &'static str, reason: &'static str) {
     metrics::counter!(m::LEAD_INJECTIONS, "result" => result, "reason" => reason).increment(1);
+}
+
+/// The lead-inject worker as configured: VICIdial's non-agent API at `[vicidial] base_url`,
+/// paced and timed per `[lead_injection]`, credentials from the secret's `vicidial` section.
+pub fn build_lead_inject(
+    config: &Config,
+    secrets: Arc<dyn SecretStore>,
+    crm_events: Arc<dyn Queue>,
+) -> Result<LeadInject, NonAgentApiError> {
+    let li = config.lead_injection.as_ref();
+    let options = NonAgentApiOptions {
+        requests_per_second: li.map_or(10, |l| l.requests_per_second),
+        timeout: Duration::from_secs(u64::from(li.map_or(15, |l| l.timeout_secs))),
+        ..NonAgentApiOptions::default()
+    };
+    let dialer = NonAgentApi::new(&config.vicidial.base_url, secrets, options)?;
+    Ok(LeadInject::new(config.lead_injection.clone(), Arc::new(dialer), crm_events))
 }
 
 impl LeadInject {

@@ -39,6 +39,9 @@ pub const DIALER_LATENCY_MS: &str = "DialerLatencyMs";
 /// Login and permission refusals, by `kind` (bad_login, locked, not_permitted): alarm on it.
 pub const DIALER_AUTH_FAILURES: &str = "DialerAuthFailures";
 
+/// `source` of lead_search calls (logged by VICIdial; letters and digits).
+pub const LEAD_SEARCH_SOURCE: &str = "vicibridge";
+
 /// Longest reply read; add_lead answers a few lines, lead_search one line per key.
 const MAX_REPLY_BYTES: usize = 1024 * 1024;
 
@@ -103,6 +106,11 @@ pub struct NonAgentApi {
     secrets: Arc<dyn SecretStore>,
     limiter: RateLimiter,
     hold: Mutex<Option<Hold>>,
+    /// Credentials VICIdial accepted (a call succeeded with them).
+    verified: Mutex<Option<Credentials>>,
+    /// Until then, one call at a time: a batch of concurrent calls with a wrong password
+    /// would be 10 failures at once, and a lockout (§13.8).
+    probe: tokio::sync::Mutex<()>,
     options: NonAgentApiOptions,
 }
 
@@ -142,6 +150,8 @@ impl NonAgentApi {
             secrets,
             limiter: RateLimiter::per_second(options.requests_per_second),
             hold: Mutex::new(None),
+            verified: Mutex::new(None),
+            probe: tokio::sync::Mutex::new(()),
             options,
         })
     }
@@ -288,6 +298,23 @@ impl NonAgentApi {
             Ok(c) => c,
             Err(e) => return Classified { result: Err(e), code: "credentials", auth: None },
         };
+        let verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner).as_ref() == Some(&creds);
+        let _probe = if verified {
+            None
+        } else {
+            match tokio::time::timeout(self.options.timeout, self.probe.lock()).await {
+                Ok(guard) => Some(guard),
+                Err(_) => {
+                    let reason = "another call is still checking the VICIdial login: retry".to_owned();
+                    return Classified {
+                        result: Err(DialerError::Retryable { reason }),
+                        code: "login_probe",
+                        auth: None,
+                    };
+                }
+            }
+        };
+        // Checked once the probe is ours: the call before may just have been refused.
         if let Some(e) = self.held(&creds) {
             return Classified { result: Err(e), code: "login_held", auth: None };
         }
@@ -316,6 +343,12 @@ impl NonAgentApi {
             );
         }
         self.note_auth(call, &used, &c);
+        let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        if c.result.is_ok() {
+            *verified = Some(used);
+        } else if matches!(c.auth, Some(AuthFailure::BadLogin | AuthFailure::Locked)) {
+            *verified = None;
+        }
         c
     }
 }
@@ -391,7 +424,9 @@ impl Dialer for NonAgentApi {
         const CALL: Call = Call { function: "lead_search", mutating: false };
         let c = match normalize::vendor_lead_code(code) {
             Ok(code) => {
+                // lead_search refuses a request without a `source` like add_lead does.
                 let params = vec![
+                    ("source".to_owned(), LEAD_SEARCH_SOURCE.to_owned()),
                     ("search_method".to_owned(), "VENDOR_LEAD_CODE".to_owned()),
                     ("vendor_lead_code".to_owned(), code.clone()),
                 ];
@@ -556,6 +591,22 @@ mod tests {
         let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
         assert!(logs.contains("login_incorrect") && logs.contains("[redacted]"), "{logs}");
         assert!(!logs.contains(PASS), "{logs}");
+    }
+
+    #[test]
+    fn holds_match_the_refused_credentials_and_expire() {
+        let api = NonAgentApi::new("http://127.0.0.1:9", secrets("x"), NonAgentApiOptions::default()).unwrap();
+        let creds = |user: &str, pass: &str| Credentials { user: user.into(), pass: Secret::new(pass) };
+        api.set_hold("6666", Some(&Secret::new("bad")), Duration::from_secs(300), "refused");
+        assert!(matches!(api.held(&creds("6666", "bad")), Some(DialerError::Permanent { alert: true, .. })));
+        assert!(api.held(&creds("6666", "fixed")).is_none());
+        assert!(api.held(&creds("7777", "bad")).is_none());
+        // A lock holds the user whatever the password.
+        api.set_hold("6666", None, Duration::from_secs(900), "locked");
+        assert!(api.held(&creds("6666", "fixed")).is_some());
+        assert!(api.held(&creds("7777", "fixed")).is_none());
+        api.set_hold("6666", None, Duration::ZERO, "expired");
+        assert!(api.held(&creds("6666", "fixed")).is_none());
     }
 
     #[test]

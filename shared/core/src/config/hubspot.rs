@@ -156,7 +156,8 @@ pub fn default_outcome_guid(outcome: CallOutcome) -> &'static str {
     }
 }
 
-const OUTCOME_NAMES: [&str; 6] = ["connected", "no_answer", "busy", "left_voicemail", "left_live_message", "wrong_number"];
+const OUTCOME_NAMES: [&str; 6] =
+    ["connected", "no_answer", "busy", "left_voicemail", "left_live_message", "wrong_number"];
 
 fn is_property_name(s: &str) -> bool {
     !s.is_empty()
@@ -199,7 +200,11 @@ impl HubspotConfig {
         };
         let url = &self.base_url;
         if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains('?') {
-            push(Severity::Error, "base_url", format!("{url:?} is not an http(s) URL such as \"https://api.hubapi.com\""));
+            push(
+                Severity::Error,
+                "base_url",
+                format!("{url:?} is not an http(s) URL such as \"https://api.hubapi.com\""),
+            );
         } else if url.starts_with("http://") && !url.contains("127.0.0.1") && !url.contains("localhost") {
             push(Severity::Warning, "base_url", "plain http sends the access token in clear: use https".into());
         }
@@ -209,7 +214,13 @@ impl HubspotConfig {
             ("properties_prefix", &self.properties_prefix),
         ] {
             if !is_path(v) {
-                push(Severity::Error, key, format!("{v:?} must be a path starting with '/' without a trailing '/', e.g. \"/crm/v3/objects\" or \"/crm/objects/2026-03\""));
+                push(
+                    Severity::Error,
+                    key,
+                    format!(
+                        "{v:?} must be a path starting with '/' without a trailing '/', e.g. \"/crm/v3/objects\" or \"/crm/objects/2026-03\""
+                    ),
+                );
             }
         }
         for (key, v) in [
@@ -220,11 +231,19 @@ impl HubspotConfig {
             ("do_not_call_property", &self.do_not_call_property),
         ] {
             if !is_property_name(v) {
-                push(Severity::Error, key, format!("{v:?} is not a HubSpot property internal name (lowercase letters, digits, '_')"));
+                push(
+                    Severity::Error,
+                    key,
+                    format!("{v:?} is not a HubSpot property internal name (lowercase letters, digits, '_')"),
+                );
             }
         }
         if self.phone_properties.is_empty() || self.phone_properties.len() > 5 {
-            push(Severity::Error, "phone_properties", "list 1 to 5 contact properties (HubSpot allows 5 OR groups per search)".into());
+            push(
+                Severity::Error,
+                "phone_properties",
+                "list 1 to 5 contact properties (HubSpot allows 5 OR groups per search)".into(),
+            );
         }
         for p in &self.phone_properties {
             if !is_property_name(p) {
@@ -234,13 +253,23 @@ impl HubspotConfig {
         if let Some(r) = &self.recording_base_url
             && !r.starts_with("https://")
         {
-            push(Severity::Warning, "recording_base_url", format!("{r:?} is not HTTPS: HubSpot only accepts HTTPS recording URLs, so recordings will not be linked"));
+            push(
+                Severity::Warning,
+                "recording_base_url",
+                format!(
+                    "{r:?} is not HTTPS: HubSpot only accepts HTTPS recording URLs, so recordings will not be linked"
+                ),
+            );
         }
         if !matches!(self.call_direction.as_str(), "OUTBOUND" | "INBOUND") {
             push(Severity::Error, "call_direction", "must be \"OUTBOUND\" or \"INBOUND\"".into());
         }
         if self.requests_per_10s == 0 || self.requests_per_10s > 250 {
-            push(Severity::Error, "requests_per_10s", "must be between 1 and 250 (HubSpot's highest per-10-second limit)".into());
+            push(
+                Severity::Error,
+                "requests_per_10s",
+                "must be between 1 and 250 (HubSpot's highest per-10-second limit)".into(),
+            );
         }
         if self.timeout_secs == 0 || self.timeout_secs > 120 {
             push(Severity::Error, "timeout_secs", "must be between 1 and 120".into());
@@ -254,17 +283,31 @@ impl HubspotConfig {
             push(Severity::Error, "task_priority", "must be \"LOW\", \"MEDIUM\" or \"HIGH\"".into());
         }
         for (k, guid) in &self.outcomes {
-            let status_like = !k.is_empty() && k.len() <= 6 && k.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+            let status_like = !k.is_empty()
+                && k.len() <= 6
+                && k.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
             if !OUTCOME_NAMES.contains(&k.as_str()) && !status_like {
-                push(Severity::Error, &format!("outcomes.{k}"), format!("key must be an outcome ({}) or a VICIdial status such as SALE", OUTCOME_NAMES.join(", ")));
+                push(
+                    Severity::Error,
+                    &format!("outcomes.{k}"),
+                    format!("key must be an outcome ({}) or a VICIdial status such as SALE", OUTCOME_NAMES.join(", ")),
+                );
             }
             if !is_guid(guid) {
-                push(Severity::Error, &format!("outcomes.{k}"), format!("{guid:?} is not a call outcome GUID (list yours with GET /calling/v1/dispositions)"));
+                push(
+                    Severity::Error,
+                    &format!("outcomes.{k}"),
+                    format!("{guid:?} is not a call outcome GUID (list yours with GET /calling/v1/dispositions)"),
+                );
             }
         }
         for (agent, owner) in &self.owners {
             if owner.is_empty() || !owner.bytes().all(|b| b.is_ascii_digit()) {
-                push(Severity::Error, &format!("owners.{agent}"), format!("{owner:?} is not a HubSpot owner id (digits)"));
+                push(
+                    Severity::Error,
+                    &format!("owners.{agent}"),
+                    format!("{owner:?} is not a HubSpot owner id (digits)"),
+                );
             }
         }
         for (key, stage) in stage_values {
@@ -316,25 +359,54 @@ mod tests {
         let c = parse("");
         assert!(c.problems(&[]).is_empty(), "{:?}", c.problems(&[]));
         assert_eq!(c.objects_prefix, "/crm/v3/objects");
-        assert_eq!(c.outcome_guid("SALE", Some(CallOutcome::Connected)).unwrap(), "f240bbac-87c9-4f6e-bf70-924b57d47db7");
+        assert_eq!(
+            c.outcome_guid("SALE", Some(CallOutcome::Connected)).unwrap(),
+            "f240bbac-87c9-4f6e-bf70-924b57d47db7"
+        );
     }
 
     #[test]
     fn stage_labels_and_bad_values_are_reported() {
-        let c = parse("objects_prefix = \"crm/v3/\"\ncall_direction = \"OUT\"\n[outcomes]\nSALE = \"nope\"\n[owners]\n\"1000\" = \"abc\"\n");
+        let c = parse(
+            "objects_prefix = \"crm/v3/\"\ncall_direction = \"OUT\"\n[outcomes]\nSALE = \"nope\"\n[owners]\n\"1000\" = \"abc\"\n",
+        );
         let p = c.problems(&[("dispositions.SALE.deal_stage".into(), "Closed Won".into())]);
         let text: Vec<String> = p.iter().map(ToString::to_string).collect();
         let text = text.join("\n");
-        for needle in ["hubspot.objects_prefix", "hubspot.call_direction", "hubspot.outcomes.SALE", "hubspot.owners.1000", "warning: dispositions.SALE.deal_stage"] {
+        for needle in [
+            "hubspot.objects_prefix",
+            "hubspot.call_direction",
+            "hubspot.outcomes.SALE",
+            "hubspot.owners.1000",
+            "warning: dispositions.SALE.deal_stage",
+        ] {
             assert!(text.contains(needle), "{needle} in {text}");
         }
-        assert!(c.problems(&[("x".into(), "closedwon".into()), ("y".into(), "11348547".into())]).iter().all(|p| !p.key.starts_with('x') && !p.key.starts_with('y')));
+        assert!(
+            c.problems(&[("x".into(), "closedwon".into()), ("y".into(), "11348547".into())])
+                .iter()
+                .all(|p| !p.key.starts_with('x') && !p.key.starts_with('y'))
+        );
+    }
+
+    #[test]
+    fn check_config_warns_about_stage_labels_in_the_mapping() {
+        let text = "[vicidial]\nbase_url = \"https://d\"\n[crm]\nkind = \"hubspot\"\n[hubspot]\n[dispositions.SALE]\ndeal_stage = \"Closed Won\"\n[campaigns.RENEW.dispositions.NI]\ndeal_stage = \"closedlost\"\n";
+        let config = super::super::Config::from_toml(text).unwrap();
+        let problems: Vec<String> = config.problems().iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("warning: dispositions.SALE.deal_stage") && problems[0].contains("internal id"), "{problems:?}");
     }
 
     #[test]
     fn custom_outcomes_win() {
-        let c = parse("[outcomes]\nSALE = \"11111111-2222-3333-4444-555555555555\"\nbusy = \"aaaaaaaa-2222-3333-4444-555555555555\"\n");
-        assert_eq!(c.outcome_guid("SALE", Some(CallOutcome::Connected)).unwrap(), "11111111-2222-3333-4444-555555555555");
+        let c = parse(
+            "[outcomes]\nSALE = \"11111111-2222-3333-4444-555555555555\"\nbusy = \"aaaaaaaa-2222-3333-4444-555555555555\"\n",
+        );
+        assert_eq!(
+            c.outcome_guid("SALE", Some(CallOutcome::Connected)).unwrap(),
+            "11111111-2222-3333-4444-555555555555"
+        );
         assert_eq!(c.outcome_guid("B", Some(CallOutcome::Busy)).unwrap(), "aaaaaaaa-2222-3333-4444-555555555555");
         assert_eq!(c.outcome_guid("DEAD", None), None);
     }

@@ -26,6 +26,10 @@ pub struct LeadInjectionConfig {
     /// Seconds to wait for VICIdial's answer (add_lead also waits for its API New Lead URL).
     #[serde(default = "default_timeout")]
     pub timeout_secs: u32,
+    /// The public base URL HubSpot calls (e.g. `https://hooks.example.com`), when a proxy or
+    /// custom domain hides it: signatures v2/v3 sign that URL. Unset: rebuilt from the
+    /// request's Host and X-Forwarded-Proto.
+    pub public_base_url: Option<String>,
     pub hubspot: Option<SourceMapping>,
     pub salesforce: Option<SourceMapping>,
 }
@@ -124,6 +128,11 @@ impl LeadInjectionConfig {
         }
         if self.requests_per_second == 0 {
             error("lead_injection.requests_per_second".into(), "must be at least 1".into());
+        }
+        if let Some(url) = &self.public_base_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            error("lead_injection.public_base_url".into(), format!("{url:?} is not an http(s) URL"));
         }
         if self.timeout_secs == 0 {
             error("lead_injection.timeout_secs".into(), "must be at least 1".into());
