@@ -60,6 +60,10 @@ fn free_addr() -> SocketAddr {
 }
 
 async fn start(sim: &VicidialSim) -> Running {
+    start_with(sim, "").await
+}
+
+async fn start_with(sim: &VicidialSim, duplicate_check: &str) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
     let base = format!("http://{addr}");
@@ -73,6 +77,7 @@ kind = "dry-run"
 visibility_timeout_secs = 2
 batching_window_ms = 20
 [lead_injection]
+duplicate_check = "{}"
 requests_per_second = 50
 timeout_secs = 5
 [lead_injection.hubspot]
@@ -82,7 +87,8 @@ write_back = "vicidial_lead_id"
 list_id = "5000"
 write_back = "VICIdial_Lead_ID__c"
 "#,
-        sim.base_url()
+        sim.base_url(),
+        duplicate_check
     ))
     .unwrap();
     let secrets = serde_json::json!({
@@ -241,4 +247,22 @@ async fn a_hubspot_contact_is_mapped_and_a_bad_phone_is_dead_lettered_with_its_r
 async fn dead_letters(path: &Path) -> Vec<String> {
     let queue = SqliteQueue::open(path, QueueOptions::default()).unwrap();
     queue.dead_letters().await.unwrap().into_iter().map(|d| d.reason).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_check_hit_on_another_records_lead_is_neither_added_nor_linked() {
+    let sim = VicidialSim::start().await;
+    let other = sim.seed_lead("999", "4155552671", "OTHER-RECORD", Duration::from_secs(60));
+    let running = start_with(&sim, "DUPLIST").await;
+    let auth = [("x-vicibridge-token", HS_TOKEN)];
+    let contact = r#"{"vid":950,"properties":{"phone":{"value":"(415) 555-2671"}}}"#;
+    assert_eq!(post(&running.base, "/hubspot/leads", "application/json", &auth, contact.into()).await.0, 200);
+    // A second record, with its own phone, goes through: the worker is past the first one.
+    let next = r#"{"vid":951,"properties":{"phone":{"value":"(415) 555-2672"}}}"#;
+    assert_eq!(post(&running.base, "/hubspot/leads", "application/json", &auth, next.into()).await.0, 200);
+    running.wait("the second record's write-back", &sim, |_, r| count(r, "write_back_lead_id", "951") == 1).await;
+    let records = running.records();
+    let _dir = running.stop().await;
+    assert_eq!(leads_with_code(&sim, "950"), 0);
+    assert_eq!(count(&records, "write_back_lead_id", "950"), 0, "never linked to lead {other} of another record");
 }

@@ -134,6 +134,22 @@ impl LeadInject {
                 counted("added", "");
                 info!(source = %injection.source, crm_ref, lead_id = %lead_id, notices = notices.len(), "lead added to VICIdial");
             }
+            AddLeadOutcome::AlreadyExists { lead_id, how } if existing.is_none() => {
+                // A DUPLICATE reply: the configured duplicate_check matched on the phone (or
+                // name), which may be another CRM record's lead. Link only a lead that is ours.
+                match self.dialer.find_by_vendor_lead_code(crm_ref).await {
+                    Ok(Some(ours)) if ours == *lead_id => {
+                        counted("duplicate", "");
+                        info!(source = %injection.source, crm_ref, lead_id = %lead_id, how, "lead already in VICIdial");
+                    }
+                    Ok(_) => {
+                        counted("duplicate", "other_record");
+                        warn!(source = %injection.source, crm_ref, lead_id = %lead_id, how, "VICIdial's duplicate_check matched a lead of another record: not added, not linked");
+                        return Outcome::Done;
+                    }
+                    Err(e) => return self.failed(injection, &e, receive_count),
+                }
+            }
             AddLeadOutcome::AlreadyExists { lead_id, how } => {
                 counted("duplicate", "");
                 info!(source = %injection.source, crm_ref, lead_id = %lead_id, how, "lead already in VICIdial");
