@@ -62,12 +62,14 @@ pub async fn run_ingest(url: CallUrl) -> Result<(), BoxError> {
 /// repeated keys) goes to the shared ingest handler.
 pub async fn handle_http(ingest: &Ingest, url: CallUrl, req: Request) -> Response<Body> {
     let answer = ingest.handle(url, req.uri().query()).await;
-    let mut response = Response::new(Body::from(answer.body));
+    text_response(answer.status, "text/plain; charset=utf-8", answer.body)
+}
+
+fn text_response(status: u16, content_type: &'static str, body: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
     *response.status_mut() =
-        lambda_http::http::StatusCode::from_u16(answer.status).unwrap_or(lambda_http::http::StatusCode::INTERNAL_SERVER_ERROR);
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, lambda_http::http::HeaderValue::from_static("text/plain; charset=utf-8"));
+        lambda_http::http::StatusCode::from_u16(status).unwrap_or(lambda_http::http::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(CONTENT_TYPE, lambda_http::http::HeaderValue::from_static(content_type));
     response
 }
 
@@ -94,9 +96,19 @@ pub async fn run_crm_sync() -> Result<(), BoxError> {
     // Stores a rotated Salesforce refresh token (needs secretsmanager:PutSecretValue).
     let writer = Arc::new(crate::secret_writer::SecretsManagerWriter::new(aws_sdk_secretsmanager::Client::new(sdk), secret_id));
     let crm = build_crm_with_writer(&config, secrets, Some(writer), None)?;
+    run_sqs_worker(metrics, Arc::new(CrmSync::new(&config, crm)), sdk).await
+}
+
+/// Runs an SQS-triggered worker on the queue `VICIBRIDGE_QUEUE_URL` with the DLQ
+/// `VICIBRIDGE_DLQ_URL`.
+async fn run_sqs_worker(
+    metrics: &'static Collector,
+    handler: Arc<dyn BatchHandler>,
+    sdk: &aws_config::SdkConfig,
+) -> Result<(), BoxError> {
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let worker = SqsWorker {
-        handler: Arc::new(CrmSync::new(&config, crm)),
+        handler,
         queue: SqsQueue::new(sqs.clone(), env(QUEUE_URL_ENV)?),
         dead_letters: SqsDeadLetters::new(sqs, env(DLQ_URL_ENV)?),
     };
@@ -194,11 +206,7 @@ pub async fn handle_webhook(webhook: &LeadWebhook, req: Request) -> Response<Bod
     } else {
         vicibridge_runtime::WebhookResponse { status: 404, content_type: "text/plain; charset=utf-8", body: "no such route".into() }
     };
-    let mut response = Response::new(Body::from(answer.body));
-    *response.status_mut() =
-        lambda_http::http::StatusCode::from_u16(answer.status).unwrap_or(lambda_http::http::StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(CONTENT_TYPE, lambda_http::http::HeaderValue::from_static(answer.content_type));
-    response
+    text_response(answer.status, answer.content_type, answer.body)
 }
 
 /// `lead-inject`: lead-injections queue → VICIdial `add_lead`; the lead_id write-back goes to
@@ -208,16 +216,6 @@ pub async fn run_lead_inject() -> Result<(), BoxError> {
     let sdk = aws_config().await;
     let config = load_config().await?;
     let secrets = Arc::new(SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk), env(SECRET_ENV)?));
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    let crm_events = Arc::new(SqsQueue::new(sqs.clone(), env(CRM_EVENTS_URL_ENV)?));
-    let worker = SqsWorker {
-        handler: Arc::new(build_lead_inject(&config, secrets, crm_events)?),
-        queue: SqsQueue::new(sqs.clone(), env(QUEUE_URL_ENV)?),
-        dead_letters: SqsDeadLetters::new(sqs, env(DLQ_URL_ENV)?),
-    };
-    let worker = &worker;
-    metrics_cloudwatch_embedded::lambda::handler::run(metrics, move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, BoxError>(worker.handle(event.payload).await)
-    })
-    .await
+    let crm_events = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(sdk), env(CRM_EVENTS_URL_ENV)?));
+    run_sqs_worker(metrics, Arc::new(build_lead_inject(&config, secrets, crm_events)?), sdk).await
 }

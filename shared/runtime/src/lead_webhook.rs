@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use vicibridge_core::Envelope;
 use vicibridge_core::event::{Event, LeadInjection, LeadSource};
 use vicibridge_core::ports::{OutgoingMessage, Queue, SecretStore};
+use vicibridge_core::secrets::SecretDoc;
 use vicibridge_hubspot::webhook::{self as hubspot, ReplayGuard, SignedRequest};
 use vicibridge_salesforce::outbound_message::{self as soap, ACK, ACK_CONTENT_TYPE};
 
@@ -95,15 +96,9 @@ impl LeadWebhook {
     /// `POST /hubspot/leads`: a workflow's "Send a webhook" with one contact.
     pub async fn hubspot(&self, req: WebhookRequest<'_>) -> WebhookResponse {
         let source = LeadSource::Hubspot;
-        if req.body.len() > MAX_BODY_BYTES {
-            return rejected(source, 413, "body larger than 1 MiB");
-        }
-        let doc = match self.secrets.current().await {
+        let doc = match self.admit(source, &req).await {
             Ok(doc) => doc,
-            Err(e) => {
-                warn!(error = %e, "cannot read secrets; answered 503");
-                return WebhookResponse::text(503, "secrets unavailable: retry");
-            }
+            Err(refused) => return refused,
         };
         let uri = req.public_uri(self.public_base_url.as_deref());
         let signed = SignedRequest { method: req.method, uri: &uri, body: req.body, headers: req.headers };
@@ -135,15 +130,9 @@ impl LeadWebhook {
     /// `POST /salesforce/leads`: an outbound message (SOAP) or a Flow HTTP callout (JSON).
     pub async fn salesforce(&self, req: WebhookRequest<'_>) -> WebhookResponse {
         let source = LeadSource::Salesforce;
-        if req.body.len() > MAX_BODY_BYTES {
-            return rejected(source, 413, "body larger than 1 MiB");
-        }
-        let doc = match self.secrets.current().await {
+        let doc = match self.admit(source, &req).await {
             Ok(doc) => doc,
-            Err(e) => {
-                warn!(error = %e, "cannot read secrets; answered 503");
-                return WebhookResponse::text(503, "secrets unavailable: retry");
-            }
+            Err(refused) => return refused,
         };
         let sf = doc.salesforce.as_ref();
         let is_json = req.header("content-type").is_some_and(|c| c.to_ascii_lowercase().contains("json"));
@@ -203,6 +192,17 @@ impl LeadWebhook {
             // queued are recognised as duplicates downstream.
             Err(e) => WebhookResponse::text(503, format!("queue unavailable, not acknowledged: retry ({e})")),
         }
+    }
+
+    /// What both routes check first: the body's size, then that the secret can be read.
+    async fn admit(&self, source: LeadSource, req: &WebhookRequest<'_>) -> Result<Arc<SecretDoc>, WebhookResponse> {
+        if req.body.len() > MAX_BODY_BYTES {
+            return Err(rejected(source, 413, "body larger than 1 MiB"));
+        }
+        self.secrets.current().await.map_err(|e| {
+            warn!(source = %source, error = %e, "cannot read secrets; answered 503");
+            WebhookResponse::text(503, "secrets unavailable: retry")
+        })
     }
 
     /// Every record, or an error: a caller never acknowledges a partly stored batch.
