@@ -3,7 +3,10 @@
 //! Reports HubSpot API requests per disposition and the sync lag (the ingest 200 → the call
 //! record existing in HubSpot).
 //!
-//!     cargo run --release -p vicibridge-tests --example hubspot_burst [-- DISPOSITIONS CONNECTIONS]
+//!     cargo run --release -p vicibridge-tests --example hubspot_burst [-- DISPOSITIONS CONNECTIONS BATCH_SIZE WINDOW_MS]
+//!
+//! `BATCH_SIZE` / `WINDOW_MS` are `[queue] batch_size` / `batching_window_ms` (default 100 /
+//! 200, the shipped defaults).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)] // a benchmark driver
 
@@ -31,6 +34,8 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let total: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let conns: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(32);
+    let batch_size: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(100);
+    let window_ms: u64 = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(200);
 
     let sim = HubspotSim::start(HS_TOKEN).await;
     let contacts: Vec<String> = (0..500).map(|i| sim.add_contact(json!({"phone": format!("72755{i:05}")}))).collect();
@@ -42,8 +47,8 @@ server_time_zone = "America/New_York"
 [crm]
 kind = "hubspot"
 [queue]
-batch_size = 100
-batching_window_ms = 200
+batch_size = {batch_size}
+batching_window_ms = {window_ms}
 [hubspot]
 base_url = "{}"
 recording_base_url = "https://recordings.example.com/RECORDINGS/MP3"

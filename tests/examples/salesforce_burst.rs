@@ -43,9 +43,13 @@ async fn main() {
     let secrets: Arc<dyn SecretStore> = Arc::new(FileSecrets::open(&secrets_path).unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let options = ServeOptions { config, secrets, listen, data_dir: dir.path().join("data") };
-    let server = tokio::spawn(serve_with_secret_writer(options, Some(Arc::new(FileSecretWriter::new(&secrets_path))), async move {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(serve_with_secret_writer(
+        options,
+        Some(Arc::new(FileSecretWriter::new(&secrets_path))),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     let base = format!("http://{listen}");
     let client = reqwest::Client::new();
     while client.get(format!("{base}/healthz")).send().await.is_err() {
@@ -85,7 +89,12 @@ async fn main() {
     loop {
         let done = {
             let s = sim.state();
-            s.records.values().filter(|r| r.object == "Task" && !r.fields[CALL_KEY_FIELD].as_str().unwrap_or("").ends_with(":callback")).count()
+            s.records
+                .values()
+                .filter(|r| {
+                    r.object == "Task" && !r.fields[CALL_KEY_FIELD].as_str().unwrap_or("").ends_with(":callback")
+                })
+                .count()
         };
         if done >= BURST {
             break;

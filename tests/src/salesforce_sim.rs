@@ -252,7 +252,8 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
         Some(Fault::RequestLimit) => (403, errors("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")),
         Some(Fault::Unavailable) => (503, errors("SERVER_UNAVAILABLE", "Server unavailable")),
         _ => {
-            let json: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::Null) };
+            let json: Value =
+                if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::Null) };
             dispatch(&mut s, method.as_str(), &path, &query, json, true)
         }
     };
@@ -335,7 +336,7 @@ fn dispatch(s: &mut SimState, method: &str, path: &str, query: &str, body: Value
             soql(s, &q)
         }
         ("POST", ["composite"]) if top => composite(s, &body),
-        ("POST", ["composite", "sobjects"]) => collection(s, &body, |s, r| create(s, r)),
+        ("POST", ["composite", "sobjects"]) => collection(s, &body, create),
         ("PATCH", ["composite", "sobjects"]) => collection(s, &body, |s, r| update(s, r, None)),
         ("PATCH", ["composite", "sobjects", object, field]) => {
             let (object, field) = (object.to_string(), field.to_string());
@@ -362,12 +363,15 @@ fn dispatch(s: &mut SimState, method: &str, path: &str, query: &str, body: Value
             let mut r = body;
             r["attributes"] = json!({ "type": object });
             r[*field] = json!(percent_decode(value));
-            let matches = s.records.values().filter(|x| x.object == *object && x.fields.get(*field) == Some(&r[*field])).count();
+            let matches =
+                s.records.values().filter(|x| x.object == *object && x.fields.get(*field) == Some(&r[*field])).count();
             if matches > 1 {
                 return (300, json!([format!("/services/data/v67.0/sobjects/{object}/...")]));
             }
             match upsert(s, object, field, r) {
-                Ok(v) if v["created"] == true => (201, json!({ "id": v["id"], "success": true, "errors": [], "created": true })),
+                Ok(v) if v["created"] == true => {
+                    (201, json!({ "id": v["id"], "success": true, "errors": [], "created": true }))
+                }
                 Ok(v) => (200, json!({ "id": v["id"], "success": true, "errors": [], "created": false })),
                 Err(e) => (400, json!([e])),
             }
@@ -410,10 +414,17 @@ fn composite(s: &mut SimState, body: &Value) -> (u16, Value) {
     (200, json!({ "compositeResponse": out }))
 }
 
-fn collection(s: &mut SimState, body: &Value, mut each: impl FnMut(&mut SimState, Value) -> Result<Value, Value>) -> (u16, Value) {
+fn collection(
+    s: &mut SimState,
+    body: &Value,
+    mut each: impl FnMut(&mut SimState, Value) -> Result<Value, Value>,
+) -> (u16, Value) {
     let records = body["records"].as_array().cloned().unwrap_or_default();
     if records.len() > 200 {
-        return (400, errors("EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than 200 records into this call"));
+        return (
+            400,
+            errors("EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than 200 records into this call"),
+        );
     }
     if body["allOrNone"] == true {
         return (400, errors("INVALID_FIELD", "the simulator only implements allOrNone false"));
@@ -473,9 +484,13 @@ fn schema(object: &str) -> Option<&'static [(&'static str, bool, bool)]> {
             ("DoNotCall", true, true),
             ("IsConverted", false, false),
         ],
-        "Contact" => {
-            &[("LastName", true, true), ("FirstName", true, true), ("Phone", true, true), ("MobilePhone", true, true), ("DoNotCall", true, true)]
-        }
+        "Contact" => &[
+            ("LastName", true, true),
+            ("FirstName", true, true),
+            ("Phone", true, true),
+            ("MobilePhone", true, true),
+            ("DoNotCall", true, true),
+        ],
         "Opportunity" => &[("Name", true, true), ("StageName", true, true), ("CloseDate", true, true)],
         "Account" => &[("Name", true, true)],
         _ => return None,
@@ -504,7 +519,11 @@ fn validate(s: &SimState, object: &str, fields: &Map<String, Value>, creating: b
             continue;
         }
         let Some((_, c, u)) = schema.iter().find(|(n, ..)| n == name) else {
-            return Err(record_error("INVALID_FIELD", &format!("No such column '{name}' on sobject of type {object}"), &[name]));
+            return Err(record_error(
+                "INVALID_FIELD",
+                &format!("No such column '{name}' on sobject of type {object}"),
+                &[name],
+            ));
         };
         if (creating && !c) || (!creating && !u) {
             return Err(record_error(
@@ -516,7 +535,11 @@ fn validate(s: &SimState, object: &str, fields: &Map<String, Value>, creating: b
         let s_val = value.as_str().unwrap_or("");
         let bad_pick = |allowed: &[&str]| !value.is_null() && !allowed.contains(&s_val);
         let pick_err = |field: &str| {
-            Err(record_error("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", &format!("{field}: bad value for restricted picklist field: {s_val}"), &[field]))
+            Err(record_error(
+                "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                &format!("{field}: bad value for restricted picklist field: {s_val}"),
+                &[field],
+            ))
         };
         match (object, name.as_str()) {
             ("Lead", "Status") if bad_pick(&LEAD_STATUSES) => return pick_err("Status"),
@@ -528,10 +551,20 @@ fn validate(s: &SimState, object: &str, fields: &Map<String, Value>, creating: b
             }
             ("Task", "WhoId") => match s.records.get(s_val) {
                 Some(r) if r.object == "Lead" || r.object == "Contact" => {}
-                _ => return Err(record_error("INVALID_CROSS_REFERENCE_KEY", "Name ID: id value of incorrect type", &["WhoId"])),
+                _ => {
+                    return Err(record_error(
+                        "INVALID_CROSS_REFERENCE_KEY",
+                        "Name ID: id value of incorrect type",
+                        &["WhoId"],
+                    ));
+                }
             },
             ("Task", "WhatId") if !s.records.contains_key(s_val) => {
-                return Err(record_error("INVALID_CROSS_REFERENCE_KEY", "Related To ID: id value of incorrect type", &["WhatId"]));
+                return Err(record_error(
+                    "INVALID_CROSS_REFERENCE_KEY",
+                    "Related To ID: id value of incorrect type",
+                    &["WhatId"],
+                ));
             }
             ("Task", "Subject" | "CallDisposition") if s_val.chars().count() > 255 => {
                 return Err(record_error("STRING_TOO_LONG", &format!("{name}: data value too large"), &[name]));
@@ -553,12 +586,17 @@ fn create(s: &mut SimState, r: Value) -> Result<Value, Value> {
     validate(s, &object, &fields, true)?;
     match object.as_str() {
         "Lead" if !fields.contains_key("LastName") || !fields.contains_key("Company") => {
-            return Err(record_error("REQUIRED_FIELD_MISSING", "Required fields are missing: [LastName, Company]", &["LastName", "Company"]));
+            return Err(record_error(
+                "REQUIRED_FIELD_MISSING",
+                "Required fields are missing: [LastName, Company]",
+                &["LastName", "Company"],
+            ));
         }
         "Task" => {
             fields.entry("Status").or_insert(json!("Not Started"));
             if let Some(key) = fields.get(CALL_KEY_FIELD)
-                && let Some((id, _)) = s.records.iter().find(|(_, x)| x.object == "Task" && x.fields.get(CALL_KEY_FIELD) == Some(key))
+                && let Some((id, _)) =
+                    s.records.iter().find(|(_, x)| x.object == "Task" && x.fields.get(CALL_KEY_FIELD) == Some(key))
             {
                 return Err(record_error(
                     "DUPLICATE_VALUE",
@@ -648,20 +686,26 @@ fn soql(s: &SimState, q: &str) -> (u16, Value) {
             select_fields(s, "Task", &fields, |f| {
                 f.get(CALL_KEY_FIELD).is_some_and(|v| !v.is_null())
                     && f.get("CallDisposition").and_then(Value::as_str).is_some_and(|d| !d.is_empty())
-                    && ["WhoId", "WhatId"].iter().any(|k| f.get(*k).and_then(Value::as_str).is_some_and(|v| ids.contains(v)))
+                    && ["WhoId", "WhatId"]
+                        .iter()
+                        .any(|k| f.get(*k).and_then(Value::as_str).is_some_and(|v| ids.contains(v)))
             })
         }
         "Task" => {
             let keys: BTreeSet<&str> = lists.first().into_iter().flatten().map(String::as_str).collect();
             let field = where_.split_whitespace().next().unwrap_or("");
-            select_fields(s, "Task", &fields, |f| f.get(field).and_then(Value::as_str).is_some_and(|v| keys.contains(v)))
+            select_fields(s, "Task", &fields, |f| {
+                f.get(field).and_then(Value::as_str).is_some_and(|v| keys.contains(v))
+            })
         }
         "Lead" | "Contact" => {
             let phones: BTreeSet<&str> = lists.iter().flatten().map(String::as_str).collect();
             let unconverted = where_.contains("IsConverted = false");
             let mut rows = select_fields(s, object, &fields, |f| {
                 (!unconverted || f.get("IsConverted") != Some(&json!(true)))
-                    && ["Phone", "MobilePhone"].iter().any(|k| f.get(*k).and_then(Value::as_str).is_some_and(|v| phones.contains(v)))
+                    && ["Phone", "MobilePhone"]
+                        .iter()
+                        .any(|k| f.get(*k).and_then(Value::as_str).is_some_and(|v| phones.contains(v)))
             });
             // ORDER BY LastModifiedDate DESC: newest (highest id here) first.
             rows.reverse();
@@ -672,13 +716,21 @@ fn soql(s: &SimState, q: &str) -> (u16, Value) {
     (200, json!({ "totalSize": records.len(), "done": true, "records": records }))
 }
 
-fn select_fields(s: &SimState, object: &str, fields: &[&str], keep: impl Fn(&Map<String, Value>) -> bool) -> Vec<Value> {
+fn select_fields(
+    s: &SimState,
+    object: &str,
+    fields: &[&str],
+    keep: impl Fn(&Map<String, Value>) -> bool,
+) -> Vec<Value> {
     s.records
         .iter()
         .filter(|(_, r)| r.object == object && keep(&r.fields))
         .map(|(id, r)| {
             let mut out = Map::new();
-            out.insert("attributes".into(), json!({ "type": object, "url": format!("/services/data/v67.0/sobjects/{object}/{id}") }));
+            out.insert(
+                "attributes".into(),
+                json!({ "type": object, "url": format!("/services/data/v67.0/sobjects/{object}/{id}") }),
+            );
             for f in fields {
                 let v = if *f == "Id" { json!(id) } else { r.fields.get(*f).cloned().unwrap_or(Value::Null) };
                 out.insert((*f).to_owned(), v);

@@ -72,7 +72,8 @@ async fn a_rotated_refresh_token_is_stored_in_secrets_manager_before_use() {
     let section = cfg.salesforce.clone().unwrap();
     let store_a: Arc<dyn SecretStore> = Arc::new(SecretsManagerStore::new(moto.secrets_manager(), SECRET_NAME));
     let store_b: Arc<dyn SecretStore> = Arc::new(SecretsManagerStore::new(moto.secrets_manager(), SECRET_NAME));
-    let writer = || -> Arc<dyn SecretWriter> { Arc::new(SecretsManagerWriter::new(moto.secrets_manager(), SECRET_NAME)) };
+    let writer =
+        || -> Arc<dyn SecretWriter> { Arc::new(SecretsManagerWriter::new(moto.secrets_manager(), SECRET_NAME)) };
     let a = SalesforceCrm::new(section.clone(), Arc::clone(&store_a), Some(writer())).unwrap();
     let b = SalesforceCrm::new(section.clone(), Arc::clone(&store_b), Some(writer())).unwrap();
     let lead_id = lead(&sim);

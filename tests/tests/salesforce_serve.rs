@@ -108,7 +108,9 @@ fn dispo(lead: u64, vendor: &str, uniqueid: &str, status: &str, epoch: i64) -> S
 }
 
 fn start(lead: u64, vendor: &str, uniqueid: &str, epoch: i64) -> String {
-    format!("lead_id={lead}&vendor_lead_code={vendor}&phone_number=7275558888&user=1000&campaign=TESTCAMP&uniqueid={uniqueid}&epoch={epoch}")
+    format!(
+        "lead_id={lead}&vendor_lead_code={vendor}&phone_number=7275558888&user=1000&campaign=TESTCAMP&uniqueid={uniqueid}&epoch={epoch}"
+    )
 }
 
 async fn wait_for(sim: &SalesforceSim, what: &str, done: impl Fn(&SalesforceSim) -> bool) {
@@ -173,5 +175,4 @@ async fn vicidial_urls_through_serve_end_in_salesforce() {
     let stored = doc.salesforce.unwrap().refresh_token.unwrap();
     assert_eq!(stored.expose(), sim.state().issued_refresh_tokens.last().unwrap());
     assert_eq!(doc.ingest_tokens[0].expose(), TOKEN);
-
 }

@@ -84,7 +84,10 @@ fn start(cfg: &Config, lead: u64, vendor: &str, uniqueid: &str, epoch: i64) -> S
 }
 
 fn lead(sim: &SalesforceSim) -> String {
-    sim.insert("Lead", json!({ "LastName": "O'Brien", "Company": "Acme", "Status": "Open - Not Contacted", "IsConverted": false }))
+    sim.insert(
+        "Lead",
+        json!({ "LastName": "O'Brien", "Company": "Acme", "Status": "Open - Not Contacted", "IsConverted": false }),
+    )
 }
 
 fn ok(results: &[Result<Applied, SyncError>]) {
@@ -175,7 +178,8 @@ async fn dispo_before_start_ends_in_the_same_record() {
     ok(&crm2.apply(&[start(&cfg2, 12, &lead2, key, 1_795_300_100)]).await);
     ok(&crm2.apply(&[dispo(&cfg2, 12, &lead2, key, "SALE", 1_795_300_200)]).await);
     let forward = task(&sim2, key);
-    for f in ["Status", "Subject", "CallDisposition", "CallDurationInSeconds", "TaskSubtype", "CallType", "Description"] {
+    for f in ["Status", "Subject", "CallDisposition", "CallDurationInSeconds", "TaskSubtype", "CallType", "Description"]
+    {
         assert_eq!(reverse[f], forward[f], "{f}");
     }
 
@@ -336,7 +340,8 @@ async fn empty_vendor_lead_code_is_looked_up_by_phone() {
     assert_eq!(task(&sim, "1795298973.30")["WhoId"], json!(contact));
 
     // A Lead with the same phone is preferred (lookup_objects = Lead, Contact).
-    let lead_id = sim.insert("Lead", json!({ "LastName": "O'Brien", "Company": "Acme", "MobilePhone": "+17275558888" }));
+    let lead_id =
+        sim.insert("Lead", json!({ "LastName": "O'Brien", "Company": "Acme", "MobilePhone": "+17275558888" }));
     ok(&crm.apply(&[dispo(&cfg, 30, "", "1795298973.31", "SALE", 1_795_299_040)]).await);
     assert_eq!(task(&sim, "1795298973.31")["WhoId"], json!(lead_id));
     assert_eq!(sim.record(&lead_id).unwrap()["Status"], "Closed - Converted");
@@ -352,11 +357,20 @@ async fn nobody_with_that_phone_dead_letters_or_creates_a_lead_as_configured() {
     assert_eq!(sim.count("Task"), 0);
 
     let (crm, cfg) = crm_with(&sim, "when_not_found = \"create-lead\"");
-    let plans = [start(&cfg, 40, "", "1795298973.40", 1_795_298_973), dispo(&cfg, 40, "", "1795298973.40", "SALE", 1_795_299_036)];
+    let plans = [
+        start(&cfg, 40, "", "1795298973.40", 1_795_298_973),
+        dispo(&cfg, 40, "", "1795298973.40", "SALE", 1_795_299_036),
+    ];
     ok(&crm.apply(&plans).await);
     ok(&crm.apply(&plans).await);
     assert_eq!(sim.count("Lead"), 1, "one Lead per VICIdial lead, however often");
-    let (lead_id, lead) = sim.state().records.iter().find(|(_, r)| r.object == "Lead").map(|(i, r)| (i.clone(), r.fields.clone())).unwrap();
+    let (lead_id, lead) = sim
+        .state()
+        .records
+        .iter()
+        .find(|(_, r)| r.object == "Lead")
+        .map(|(i, r)| (i.clone(), r.fields.clone()))
+        .unwrap();
     assert_eq!(lead[LEAD_KEY_FIELD], "40");
     assert_eq!(lead["LastName"], "O'Brien");
     assert_eq!(lead["Company"], "[not provided]");
@@ -454,7 +468,8 @@ async fn invalid_grant_is_permanent_and_names_the_fix() {
 async fn jwt_bearer_flow_signs_with_the_private_key() {
     let sim = SalesforceSim::start().await;
     let cfg = config(&sim, "auth = \"jwt-bearer\"\njwt_audience = \"https://login.salesforce.com\"");
-    let secret = json!({ "salesforce": { "client_id": CLIENT_ID, "username": USERNAME, "private_key": TEST_PRIVATE_KEY } });
+    let secret =
+        json!({ "salesforce": { "client_id": CLIENT_ID, "username": USERNAME, "private_key": TEST_PRIVATE_KEY } });
     let secrets: Arc<dyn SecretStore> = Arc::new(FileSecrets::from_json(&secret.to_string()).unwrap());
     let crm = SalesforceCrm::new(cfg.salesforce.clone().unwrap(), secrets, None).unwrap();
     let lead_id = lead(&sim);
@@ -485,7 +500,14 @@ async fn a_burst_of_1000_dispositions_uses_few_api_calls() {
     let plans: Vec<SyncPlan> = (0..1000u64)
         .map(|i| {
             let status = statuses[i as usize % statuses.len()];
-            dispo(&cfg, 1000 + i, &leads[i as usize % leads.len()], &format!("1795400000.{i}"), status, 1_795_400_000 + i as i64)
+            dispo(
+                &cfg,
+                1000 + i,
+                &leads[i as usize % leads.len()],
+                &format!("1795400000.{i}"),
+                status,
+                1_795_400_000 + i as i64,
+            )
         })
         .collect();
 
@@ -500,7 +522,11 @@ async fn a_burst_of_1000_dispositions_uses_few_api_calls() {
     // The whole burst again (a redelivery storm): nothing new.
     for batch in plans.chunks(100) {
         let results = crm.apply(batch).await;
-        assert!(results.iter().all(|r| r == &Ok(Applied::AlreadyApplied)), "{:?}", results.iter().find(|r| r != &&Ok(Applied::AlreadyApplied)));
+        assert!(
+            results.iter().all(|r| r == &Ok(Applied::AlreadyApplied)),
+            "{:?}",
+            results.iter().find(|r| r != &&Ok(Applied::AlreadyApplied))
+        );
     }
     assert_eq!(sim.count("Task"), 1125);
 }
@@ -543,4 +569,46 @@ fn the_preview_shows_the_read_and_write_requests() {
     assert_eq!(created[1]["VICIdial_Call_Key__c"], "1795298973.1:callback");
     assert_eq!(writes[1]["method"], "PATCH");
     assert_eq!(writes[1]["body"]["records"][0]["Status"], "Working - Contacted");
+}
+
+#[tokio::test]
+async fn single_record_patch_and_upsert_by_external_id() {
+    use reqwest::Method;
+    use vicibridge_salesforce::SfError;
+    let sim = SalesforceSim::start().await;
+    let cfg = config(&sim, "");
+    let client =
+        vicibridge_salesforce::SfClient::new(Arc::new(cfg.salesforce.clone().unwrap()), secrets(), None).unwrap();
+    let data = client.data_path();
+    let lead_id = lead(&sim);
+
+    // PATCH /sobjects/Lead/{id}: 204, no body.
+    let body = json!({ "DoNotCall": true });
+    let answer = client.call("update", Method::PATCH, &format!("{data}/sobjects/Lead/{lead_id}"), Some(&body)).await;
+    assert_eq!(answer.unwrap(), Value::Null);
+    assert_eq!(sim.record(&lead_id).unwrap()["DoNotCall"], true);
+
+    // Upsert by external id: 201 created, then 200 updated, same record.
+    let path = format!("{data}/sobjects/Lead/{LEAD_KEY_FIELD}/777");
+    let created = client
+        .call("upsert", Method::PATCH, &path, Some(&json!({ "LastName": "Upserted", "Company": "Acme" })))
+        .await
+        .unwrap();
+    assert_eq!(created["created"], true);
+    let updated = client.call("upsert", Method::PATCH, &path, Some(&json!({ "City": "Tampa" }))).await.unwrap();
+    assert_eq!((updated["created"].clone(), updated["id"].clone()), (json!(false), created["id"].clone()));
+
+    // TaskSubtype is not updateable; an unknown record is a 404: both permanent.
+    let task = sim.insert("Task", json!({ CALL_KEY_FIELD: "9.9", "TaskSubtype": "Call", "Status": "Completed" }));
+    let e = client
+        .call("update", Method::PATCH, &format!("{data}/sobjects/Task/{task}"), Some(&json!({ "TaskSubtype": "Call" })))
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, SfError::Http { status: 400, code, .. } if code == "INVALID_FIELD_FOR_INSERT_UPDATE"), "{e}");
+    assert!(!e.is_retryable());
+    let e = client
+        .call("update", Method::PATCH, &format!("{data}/sobjects/Lead/00Q000000000999AAA"), Some(&body))
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, SfError::Http { status: 404, .. }) && !e.is_retryable(), "{e}");
 }

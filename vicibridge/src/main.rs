@@ -10,10 +10,11 @@ use std::sync::Arc;
 mod hubspot_setup;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use vicibridge_core::config::{Config, ConfigError, Severity};
-use vicibridge_core::ports::SecretStore;
+use vicibridge_core::config::{Config, ConfigError, CrmKind, Severity};
+use vicibridge_core::ports::{SecretStore, SecretWriter};
 use vicibridge_local::secrets_file::{FileSecrets, SECRETS_JSON_ENV};
-use vicibridge_local::serve::{ServeOptions, serve};
+use vicibridge_local::secret_writer::FileSecretWriter;
+use vicibridge_local::serve::{ServeOptions, serve_with_secret_writer};
 use vicibridge_runtime::telemetry::{LogFormat, init_logging};
 use vicibridge_vicidial::url_templates::call_urls;
 
@@ -45,6 +46,10 @@ enum Command {
     CheckConfig {
         #[arg(long, env = "VICIBRIDGE_CONFIG")]
         config: PathBuf,
+        /// With credentials at hand, also check the CRM org itself (Salesforce: the custom
+        /// fields exist, the picklist values of the mapping are the org's).
+        #[arg(long)]
+        secrets: Option<PathBuf>,
     },
     /// Print the Start Call, Dispo Call and API New Lead URLs to paste into VICIdial.
     Urls {
@@ -123,13 +128,30 @@ async fn run(cli: Cli) -> Result<(), String> {
             if doc.ingest_tokens.is_empty() {
                 tracing::warn!("the secrets have no ingest_tokens: every VICIdial request will be refused (401)");
             }
-            serve(ServeOptions { config, secrets, listen, data_dir }, shutdown_signal()).await.map_err(|e| e.to_string())
+            // A rotated Salesforce refresh token is written back into the --secrets file.
+            let writer = secrets_path.map(|p| Arc::new(FileSecretWriter::new(p)) as Arc<dyn SecretWriter>);
+            serve_with_secret_writer(ServeOptions { config, secrets, listen, data_dir }, writer, shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())
         }
-        Command::CheckConfig { config: path } => {
+        Command::CheckConfig { config: path, secrets: secrets_path } => {
             let config = load_config(&path)?;
-            let warnings: Vec<_> = config.problems().into_iter().filter(|p| p.severity == Severity::Warning).collect();
-            for w in &warnings {
-                println!("{w}");
+            let mut problems: Vec<_> = config.problems().into_iter().filter(|p| p.severity == Severity::Warning).collect();
+            if let Some(secrets_path) = secrets_path.as_deref()
+                && config.crm.kind == CrmKind::Salesforce
+            {
+                // This login may rotate the refresh token: store it like serve would.
+                let writer = Arc::new(FileSecretWriter::new(secrets_path));
+                let org = vicibridge_salesforce::check::check_with_secrets(&config, secrets(Some(secrets_path))?, Some(writer))
+                    .await
+                    .map_err(|e| format!("cannot check the Salesforce org: {e}"))?;
+                problems.extend(org);
+            }
+            for p in &problems {
+                println!("{p}");
+            }
+            if problems.iter().any(|p| p.severity == Severity::Error) {
+                return Err(format!("{}: the CRM org does not match the configuration", path.display()));
             }
             let campaigns = config.campaigns.len();
             println!(

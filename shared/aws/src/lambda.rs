@@ -94,7 +94,8 @@ pub async fn run_crm_sync() -> Result<(), BoxError> {
     let secret_id = env(SECRET_ENV)?;
     let secrets = Arc::new(SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk), &secret_id));
     // Stores a rotated Salesforce refresh token (needs secretsmanager:PutSecretValue).
-    let writer = Arc::new(crate::secret_writer::SecretsManagerWriter::new(aws_sdk_secretsmanager::Client::new(sdk), secret_id));
+    let writer =
+        Arc::new(crate::secret_writer::SecretsManagerWriter::new(aws_sdk_secretsmanager::Client::new(sdk), secret_id));
     let crm = build_crm_with_writer(&config, secrets, Some(writer), None)?;
     run_sqs_worker(metrics, Arc::new(CrmSync::new(&config, crm)), sdk).await
 }

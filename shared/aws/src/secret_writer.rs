@@ -41,12 +41,16 @@ impl SecretWriter for SecretsManagerWriter {
         let _writing = self.writing.lock().await;
         let id = &self.secret_id;
         let current = self.client.get_secret_value().secret_id(id).send().await.map_err(|e| {
-            SecretsError::Unavailable(format!("cannot read secret {id} to store the new refresh token: {}", sdk_error_message(&e)))
+            SecretsError::Unavailable(format!(
+                "cannot read secret {id} to store the new refresh token: {}",
+                sdk_error_message(&e)
+            ))
         })?;
-        let text = current
-            .secret_string()
-            .ok_or_else(|| SecretsError::Invalid(format!("secret {id} has no SecretString: store the secret JSON as text")))?;
-        let updated = with_refresh_token(text, token).map_err(|e| SecretsError::Invalid(format!("secret {id}: {e}")))?;
+        let text = current.secret_string().ok_or_else(|| {
+            SecretsError::Invalid(format!("secret {id} has no SecretString: store the secret JSON as text"))
+        })?;
+        let updated =
+            with_refresh_token(text, token).map_err(|e| SecretsError::Invalid(format!("secret {id}: {e}")))?;
         self.client.put_secret_value().secret_id(id).secret_string(updated).send().await.map_err(|e| {
             SecretsError::Unavailable(format!(
                 "cannot store the new refresh token in secret {id}: {}{}",

@@ -211,6 +211,7 @@ impl Client {
                         continue;
                     }
                     metrics::counter!(m::CRM_AUTH_FAILURES, "crm" => "hubspot").increment(1);
+                    metrics::counter!(m::CRM_AUTH_ALERTS).increment(1);
                     let reason = format!(
                         "HubSpot rejected the access token (401) also after re-reading the secret: put a valid private app / service key token in hubspot.access_token ({})",
                         error_summary(&json)

@@ -7,6 +7,8 @@ pub const CRM_API_CALLS: &str = "CrmApiCalls";
 pub const CRM_LATENCY_MS: &str = "CrmLatencyMs";
 /// HubSpot refused the token twice (also after re-reading the secret): alarm on it.
 pub const CRM_AUTH_FAILURES: &str = "CrmAuthFailures";
+/// The same failures without dimensions: the CrmAuthAlarm in infra/template.yaml watches it.
+pub const CRM_AUTH_ALERTS: &str = "CrmAuthAlerts";
 /// 429 answers, by `policy` (`TEN_SECONDLY_ROLLING`, `DAILY`, ...).
 pub const CRM_RATE_LIMITED: &str = "CrmRateLimited";
 /// Plans HubSpot refused one by one (per-input errors), by `op`.

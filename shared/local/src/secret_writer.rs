@@ -111,6 +111,9 @@ mod tests {
         std::fs::write(&path, "{\"salesforce\": \"old-secret-value\"").unwrap();
         let e = FileSecretWriter::new(&path).put_salesforce_refresh_token(&Secret::new("new-rt")).await.unwrap_err();
         let shown = e.to_string();
-        assert!(shown.contains("secrets.json") && !shown.contains("old-secret") && !shown.contains("new-rt"), "{shown}");
+        assert!(
+            shown.contains("secrets.json") && !shown.contains("old-secret") && !shown.contains("new-rt"),
+            "{shown}"
+        );
     }
 }

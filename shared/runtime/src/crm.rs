@@ -37,12 +37,15 @@ pub fn build_crm_with_writer(
     writer: Option<Arc<dyn SecretWriter>>,
     data_dir: Option<&Path>,
 ) -> Result<Arc<dyn Crm>, CrmSetupError> {
-    let _ = &secrets;
     match config.crm.kind {
         CrmKind::DryRun => Ok(Arc::new(dry_run::DryRunCrm::open(data_dir, preview(config))?)),
         CrmKind::Salesforce => {
             // Config::from_toml refuses kind = "salesforce" without the section.
-            let section = config.salesforce.clone().ok_or(CrmSetupError::NotInThisBuild(CrmKind::Salesforce))?;
+            let mut section = config.salesforce.clone().ok_or(CrmSetupError::NotInThisBuild(CrmKind::Salesforce))?;
+            // One Lead field holds VICIdial's lead_id: the lead-injection write-back names it.
+            if let Some(field) = config.lead_injection.as_ref().and_then(|l| l.salesforce.as_ref()?.write_back.clone()) {
+                section.lead_key_field = field;
+            }
             let crm = vicibridge_salesforce::SalesforceCrm::new(section, secrets, writer)
                 .map_err(|e| CrmSetupError::Salesforce(e.to_string()))?;
             Ok(Arc::new(crm))

@@ -151,7 +151,8 @@ impl Auth {
                 warn!("Salesforce answered invalid_grant; re-reading the secret once before giving up");
                 let doc = self.secrets.refresh().await.map_err(secrets_error)?;
                 let again = self.grant(doc.salesforce.as_ref(), rotation)?;
-                let (Grant::Refresh { refresh_token: a, .. }, Grant::Refresh { refresh_token: b, .. }) = (&grant, &again)
+                let (Grant::Refresh { refresh_token: a, .. }, Grant::Refresh { refresh_token: b, .. }) =
+                    (&grant, &again)
                 else {
                     return Err(self.auth_failure(grant_error("invalid_grant", "")));
                 };
@@ -170,6 +171,7 @@ impl Auth {
     fn auth_failure(&self, e: SfError) -> SfError {
         if !e.is_retryable() {
             metrics::counter!(m::AUTH_FAILURES, "crm" => m::CRM, "reason" => e.reason()).increment(1);
+            metrics::counter!(m::AUTH_ALERTS).increment(1);
             error!(error = %e, "Salesforce login failed: the adapter cannot sync until this is fixed");
         }
         e
@@ -191,7 +193,10 @@ impl Auth {
         metrics::counter!(m::TOKEN_REFRESHES, "crm" => m::CRM, "flow" => flow).increment(1);
         let instance_url = answer.instance_url.trim_end_matches('/').to_owned();
         if !(instance_url.starts_with("https://") || instance_url.starts_with("http://")) {
-            return Err(SfError::Protocol { op: "token", message: "the token answer's instance_url is not a URL".into() });
+            return Err(SfError::Protocol {
+                op: "token",
+                message: "the token answer's instance_url is not a URL".into(),
+            });
         }
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         info!(instance_url = %instance_url, flow, "obtained a Salesforce access token");
@@ -204,6 +209,7 @@ impl Auth {
             // Nowhere to store it: use it from memory (the alternative is certain lock-out)
             // and alarm, since a restart will find a dead token in the secret.
             metrics::counter!(m::AUTH_FAILURES, "crm" => m::CRM, "reason" => "rotation_not_stored").increment(1);
+            metrics::counter!(m::AUTH_ALERTS).increment(1);
             error!(
                 "Salesforce rotated the refresh token but this process has no secret writer: update salesforce.refresh_token in the secret before restarting (or turn rotation off on the connected app)"
             );
@@ -291,7 +297,8 @@ impl Auth {
             .send()
             .await;
         metrics::counter!(m::API_CALLS, "crm" => m::CRM, "op" => "token").increment(1);
-        metrics::histogram!(m::LATENCY_MS, "crm" => m::CRM, "op" => "token").record(started.elapsed().as_secs_f64() * 1e3);
+        metrics::histogram!(m::LATENCY_MS, "crm" => m::CRM, "op" => "token")
+            .record(started.elapsed().as_secs_f64() * 1e3);
         // reqwest's error may quote the URL, never the body: safe to show.
         let response =
             sent.map_err(|e| SfError::Network { op: "token", message: crate::client::network_message(&e) })?;
@@ -359,4 +366,3 @@ fn grant_error(error: &str, description: &str) -> SfError {
     let description: String = description.chars().take(200).collect();
     SfError::Grant { error: error.to_owned(), description, hint }
 }
-

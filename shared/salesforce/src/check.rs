@@ -12,6 +12,19 @@ use vicibridge_core::config::{Config, Problem, Severity};
 use crate::client::SfClient;
 use crate::error::SfError;
 
+/// For `vicibridge check-config` with credentials at hand: logs in with the secret and runs
+/// [`check_org`]. Pass the secret writer: if the connected app rotates refresh tokens, this
+/// login rotates it too, and a token not stored would lock every other process out.
+pub async fn check_with_secrets(
+    config: &Config,
+    secrets: std::sync::Arc<dyn vicibridge_core::ports::SecretStore>,
+    writer: Option<std::sync::Arc<dyn vicibridge_core::ports::SecretWriter>>,
+) -> Result<Vec<Problem>, SfError> {
+    let Some(section) = config.salesforce.clone() else { return Ok(Vec::new()) };
+    let client = SfClient::new(std::sync::Arc::new(section), secrets, writer)?;
+    check_org(&client, config).await
+}
+
 /// Every problem found, each naming the config key it is about. `Err` only when the org
 /// could not be asked (credentials, network).
 pub async fn check_org(client: &SfClient, config: &Config) -> Result<Vec<Problem>, SfError> {
@@ -35,7 +48,11 @@ pub async fn check_org(client: &SfClient, config: &Config) -> Result<Vec<Problem
         ("salesforce.callback_status", &cfg.callback_status),
     ] {
         if !task_statuses.contains(value) {
-            out.push(problem(key.into(), format!("{value:?} is not a Task Status in this org; it has: {}", list(&task_statuses)), Severity::Error));
+            out.push(problem(
+                key.into(),
+                format!("{value:?} is not a Task Status in this org; it has: {}", list(&task_statuses)),
+                Severity::Error,
+            ));
         }
     }
     let layers = std::iter::once(("dispositions".to_owned(), &config.dispositions))
@@ -88,7 +105,11 @@ fn field_problems(fields: &[Value], name: &str, key: &str, object: &str, out: &m
         return;
     };
     if f["externalId"] != Value::Bool(true) {
-        out.push(Problem { key: key.into(), message: format!("{object}.{name} is not marked External ID"), severity: Severity::Error });
+        out.push(Problem {
+            key: key.into(),
+            message: format!("{object}.{name} is not marked External ID"),
+            severity: Severity::Error,
+        });
     }
     if f["unique"] != Value::Bool(true) {
         out.push(Problem {

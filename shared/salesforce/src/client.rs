@@ -149,7 +149,13 @@ impl SfClient {
 
     /// Sends one request to `path` (from `/services/...`) on the instance and returns the JSON
     /// answer (`Null` for 204). A 401 INVALID_SESSION_ID gets one fresh token and one retry.
-    pub async fn call(&self, op: &'static str, method: Method, path: &str, body: Option<&Value>) -> Result<Value, SfError> {
+    pub async fn call(
+        &self,
+        op: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, SfError> {
         let mut token = self.auth.token().await?;
         for attempt in 0..2 {
             let url = format!("{}{path}", token.instance_url);
@@ -164,7 +170,8 @@ impl SfClient {
             let started = Instant::now();
             let sent = request.send().await;
             metrics::counter!(m::API_CALLS, "crm" => m::CRM, "op" => op).increment(1);
-            metrics::histogram!(m::LATENCY_MS, "crm" => m::CRM, "op" => op).record(started.elapsed().as_secs_f64() * 1e3);
+            metrics::histogram!(m::LATENCY_MS, "crm" => m::CRM, "op" => op)
+                .record(started.elapsed().as_secs_f64() * 1e3);
             let response = match sent {
                 Ok(r) => r,
                 Err(e) => {
@@ -201,7 +208,10 @@ impl SfClient {
                 return Err(SfError::Session { op });
             }
             if err.error_code == "REQUEST_LIMIT_EXCEEDED" {
-                return Err(SfError::RequestLimit { op, retry_after: Duration::from_secs(self.config.limit_backoff_secs) });
+                return Err(SfError::RequestLimit {
+                    op,
+                    retry_after: Duration::from_secs(self.config.limit_backoff_secs),
+                });
             }
             let code = if err.error_code.is_empty() { format!("HTTP_{status}") } else { err.error_code.clone() };
             return Err(SfError::Http { op, status, code, message: short(&err.message) });
@@ -286,7 +296,9 @@ mod tests {
 
     #[test]
     fn error_bodies_are_read() {
-        let e = ApiError::first(&serde_json::json!([{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]));
+        let e = ApiError::first(
+            &serde_json::json!([{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]),
+        );
         assert_eq!(e.error_code, "INVALID_SESSION_ID");
         let e = ApiError::first(&serde_json::json!({"statusCode":"DUPLICATE_VALUE","message":"dup","fields":["X__c"]}));
         assert_eq!(e.describe(), "DUPLICATE_VALUE: dup (fields: X__c)");

@@ -186,10 +186,8 @@ impl SalesforceCrm {
         let history_ids = history_targets(plans, &targets, &phone_resolved);
         if !needs_lead.is_empty() || !history_ids.is_empty() {
             let lead_writes = lead_writes(cfg, plans, &needs_lead);
-            let queries: Vec<(QueryKind, String)> = history_ids
-                .chunks(IN_CHUNK)
-                .map(|ids| (QueryKind::History, sync::history_query(cfg, ids)))
-                .collect();
+            let queries: Vec<(QueryKind, String)> =
+                history_ids.chunks(IN_CHUNK).map(|ids| (QueryKind::History, sync::history_query(cfg, ids))).collect();
             match self.run_round("leads", &lead_writes, &queries).await {
                 Ok((written, answers)) => {
                     for records in answers {
@@ -262,11 +260,11 @@ impl SalesforceCrm {
                 }
             }
         }
-        for i in 0..n {
-            if results[i].is_some() {
+        for (i, result) in results.iter_mut().enumerate() {
+            if result.is_some() {
                 continue;
             }
-            results[i] = Some(match errors.remove(&i) {
+            *result = Some(match errors.remove(&i) {
                 Some(e) => Err(e),
                 None if decision.changes[i] => Ok(Applied::Done),
                 None => Ok(Applied::AlreadyApplied),
@@ -318,7 +316,7 @@ impl SalesforceCrm {
                     Slot::Writes(idx) => {
                         let saved = save_results(answer, idx.len(), backoff);
                         for (&w, r) in idx.iter().zip(saved) {
-                            write_results[w] = Some(classify(&writes[w], r));
+                            write_results[w] = Some(classify(&writes[w], r, backoff));
                         }
                     }
                 }
@@ -406,8 +404,9 @@ fn history_targets(plans: &[SyncPlan], targets: &[Option<RecordRef>], which: &[u
             let SyncPlan::Call(c) = &plans[i] else { return None };
             let d = c.disposition.as_ref()?;
             let t = targets.get(i)?.as_ref()?;
-            (c.phase == CallPhase::Dispositioned && (d.lead_status.is_some() || d.deal_stage.is_some() || d.callback.is_some()))
-                .then(|| t.id.clone())
+            (c.phase == CallPhase::Dispositioned
+                && (d.lead_status.is_some() || d.deal_stage.is_some() || d.callback.is_some()))
+            .then(|| t.id.clone())
         })
         .collect();
     ids.sort();
@@ -568,7 +567,7 @@ fn save_results(answer: &SubAnswer, count: usize, limit_backoff: Duration) -> Ve
         .collect()
 }
 
-fn classify(w: &Write, r: Result<Value, ApiError>) -> Result<WriteOk, SyncError> {
+fn classify(w: &Write, r: Result<Value, ApiError>, limit_backoff: Duration) -> Result<WriteOk, SyncError> {
     match r {
         Ok(v) => Ok(WriteOk {
             id: v["id"].as_str().map(str::to_owned),
@@ -576,9 +575,16 @@ fn classify(w: &Write, r: Result<Value, ApiError>) -> Result<WriteOk, SyncError>
         }),
         Err(e) if e.error_code == "DUPLICATE_VALUE" && w.duplicate_is_done => Ok(WriteOk { id: None, created: false }),
         Err(e) => {
-            ::metrics::counter!(metrics::FAILURES, "crm" => metrics::CRM, "reason" => e.error_code.clone()).increment(1);
+            ::metrics::counter!(metrics::FAILURES, "crm" => metrics::CRM, "reason" => e.error_code.clone())
+                .increment(1);
             let reason = format!("{}: {}", w.what, e.describe());
-            if error::retryable_code(&e.error_code) || e.error_code == "DUPLICATE_VALUE" || e.error_code == "MISSING_RESULT" {
+            if e.error_code == "REQUEST_LIMIT_EXCEEDED" {
+                return Err(SyncError::Retryable { reason, retry_after: Some(limit_backoff) });
+            }
+            if error::retryable_code(&e.error_code)
+                || e.error_code == "DUPLICATE_VALUE"
+                || e.error_code == "MISSING_RESULT"
+            {
                 // DUPLICATE_VALUE on a call Task: another worker created it; the retry updates it.
                 Err(SyncError::retryable(reason))
             } else {

@@ -12,6 +12,8 @@ pub const TOKEN_REFRESHES: &str = "CrmTokenRefreshes";
 /// Login failures an operator must fix (invalid_grant, invalid_client, a rotated refresh
 /// token that could not be stored), by `reason`: alarm on any.
 pub const AUTH_FAILURES: &str = "CrmAuthFailures";
+/// The same failures without dimensions: the CrmAuthAlarm in infra/template.yaml watches it.
+pub const AUTH_ALERTS: &str = "CrmAuthAlerts";
 /// From `Sforce-Limit-Info`: daily API calls used, the org's limit, and what remains.
 pub const API_USED: &str = "CrmApiUsed";
 pub const API_LIMIT: &str = "CrmApiLimit";

@@ -103,10 +103,7 @@ pub fn parse(body: &[u8]) -> Result<OutboundMessage, SoapError> {
             Event::DocType(_) => return Err(SoapError::Dtd),
             Event::Start(e) => {
                 let name = local(e.name().as_ref());
-                nil = e
-                    .attributes()
-                    .flatten()
-                    .any(|a| local(a.key.as_ref()) == "nil" && a.value.as_ref() == b"true");
+                nil = e.attributes().flatten().any(|a| local(a.key.as_ref()) == "nil" && a.value.as_ref() == b"true");
                 if name == "Notification" && path.last().map(String::as_str) == Some("notifications") {
                     current = Some(Partial::default());
                 }
@@ -228,7 +225,11 @@ pub fn parse_flow(body: &[u8]) -> Result<Vec<FlowRecord>, FlowError> {
                 };
                 fields.insert(k.clone(), s);
             }
-            let record_id = fields.remove("Id").or_else(|| fields.remove("id")).filter(|s| !s.is_empty()).ok_or(FlowError::NoId(i))?;
+            let record_id = fields
+                .remove("Id")
+                .or_else(|| fields.remove("id"))
+                .filter(|s| !s.is_empty())
+                .ok_or(FlowError::NoId(i))?;
             let object = obj.get("attributes").and_then(|a| a.get("type")).and_then(|t| t.as_str()).map(str::to_owned);
             Ok(FlowRecord { record_id, object, fields })
         })
@@ -280,7 +281,10 @@ mod tests {
         assert_eq!(m.organization_id, "00D5g000004ABCDEAA");
         assert_eq!(m.action_id.as_deref(), Some("04k5g000000XYZAAA"));
         let n = &m.notifications[0];
-        assert_eq!((n.id.as_str(), n.record_id.as_str(), n.object.as_deref()), ("04l5g00000ABC000AAA", "00Q5g00000XYZ000AAA", Some("Lead")));
+        assert_eq!(
+            (n.id.as_str(), n.record_id.as_str(), n.object.as_deref()),
+            ("04l5g00000ABC000AAA", "00Q5g00000XYZ000AAA", Some("Lead"))
+        );
         assert_eq!(n.fields.get("FirstName").map(String::as_str), Some("Ada & Co é"));
         assert_eq!(n.fields.get("Phone").map(String::as_str), Some("+1 (415) 555-2600"));
         assert!(!n.fields.contains_key("Company") && !n.fields.contains_key("Description"), "nil fields are left out");
@@ -296,7 +300,10 @@ mod tests {
         assert_eq!(parse(xxe.as_bytes()), Err(SoapError::Dtd));
         let undeclared = "<notifications><OrganizationId>&lol;</OrganizationId></notifications>";
         assert_eq!(parse(undeclared.as_bytes()), Err(SoapError::Entity("lol".into())));
-        assert!(matches!(parse(b"<notifications><OrganizationId>x</Organization"), Err(SoapError::Malformed(_) | SoapError::NotOutboundMessage)));
+        assert!(matches!(
+            parse(b"<notifications><OrganizationId>x</Organization"),
+            Err(SoapError::Malformed(_) | SoapError::NotOutboundMessage)
+        ));
         assert_eq!(parse(b"<hello/>"), Err(SoapError::NotOutboundMessage));
         let no_id = message(1).replace("<sf:Id>00Q5g00000XYZ000AAA</sf:Id>", "");
         assert_eq!(parse(no_id.as_bytes()), Err(SoapError::IncompleteNotification(0)));
@@ -312,7 +319,8 @@ mod tests {
 
     #[test]
     fn flow_callouts() {
-        let one = parse_flow(br#"{"Id":"00Q5g00000XYZ001AAA","Phone":"4155552671","attributes":{"type":"Lead"}}"#).unwrap();
+        let one =
+            parse_flow(br#"{"Id":"00Q5g00000XYZ001AAA","Phone":"4155552671","attributes":{"type":"Lead"}}"#).unwrap();
         assert_eq!(one[0].object.as_deref(), Some("Lead"));
         assert_eq!(one[0].fields.get("Phone").map(String::as_str), Some("4155552671"));
         let many = parse_flow(br#"[{"id":"a"},{"Id":"b","NumberOfEmployees":5}]"#).unwrap();
@@ -324,6 +332,8 @@ mod tests {
     #[test]
     fn ack_is_byte_exact() {
         assert!(ACK.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<soapenv:Envelope"));
-        assert!(ACK.contains("<notificationsResponse xmlns=\"http://soap.sforce.com/2005/09/outbound\">\n      <Ack>true</Ack>"));
+        assert!(ACK.contains(
+            "<notificationsResponse xmlns=\"http://soap.sforce.com/2005/09/outbound\">\n      <Ack>true</Ack>"
+        ));
     }
 }

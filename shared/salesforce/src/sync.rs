@@ -61,7 +61,10 @@ pub fn target_of(crm_ref: Option<&str>, lead: &LeadFields, cfg: &SalesforceConfi
                 ))),
             };
         }
-        tracing::warn!(vendor_lead_code = r, "vendor_lead_code is not a Salesforce record id; looking the lead up by phone");
+        tracing::warn!(
+            vendor_lead_code = r,
+            "vendor_lead_code is not a Salesforce record id; looking the lead up by phone"
+        );
     }
     Ok(match Phone::of(lead) {
         Some(p) => Target::ByPhone(p),
@@ -182,7 +185,8 @@ impl Observed {
         for r in records {
             let (Some(id), Some(key)) = (r["Id"].as_str(), r[cfg.call_key_field.as_str()].as_str()) else { continue };
             let mark = r["Description"].as_str().and_then(parse_trailer);
-            let dispositioned = r["CallDisposition"].as_str().is_some_and(|d| !d.is_empty()) || mark.is_some_and(|(d, _)| d);
+            let dispositioned =
+                r["CallDisposition"].as_str().is_some_and(|d| !d.is_empty()) || mark.is_some_and(|(d, _)| d);
             self.tasks.insert(
                 key.to_owned(),
                 ExistingTask { id: id.to_owned(), dispositioned, event_at: mark.map(|(_, at)| at) },
@@ -309,7 +313,8 @@ pub fn decide(
         let first_start = members.iter().copied().find(|&i| call(i).is_some_and(|c| c.phase == CallPhase::Started));
         match observed.tasks.get(*key) {
             None => {
-                let mut record = task_start_fields(cfg, call(first_start.unwrap_or(lead_plan)).unwrap_or(plan), &target, now);
+                let mut record =
+                    task_start_fields(cfg, call(first_start.unwrap_or(lead_plan)).unwrap_or(plan), &target, now);
                 if let Some(n) = newest.and_then(call) {
                     merge(&mut record, task_dispo_fields(cfg, n, &target));
                 }
@@ -354,7 +359,7 @@ pub fn decide(
     }
 
     // Record-level changes: per record, the newest call's values win; DNC is one-way.
-    let mut records: BTreeMap<String, (String, Map<String, Value>, Vec<usize>, Option<DateTime<Utc>>)> = BTreeMap::new();
+    let mut records: BTreeMap<String, RecordChange> = BTreeMap::new();
     record_dispos.sort_by_key(|(i, _)| call(*i).map(|c| sorted_key(c, *i)));
     for (i, target) in record_dispos {
         let Some(c) = call(i) else { continue };
@@ -364,7 +369,7 @@ pub fn decide(
             observed.newest.get(&target.id).is_some_and(|(at, key)| *key != c.call_key && newer(Some(*at), c.event_at));
         let superseded_by_task = existing.is_some_and(|e| e.dispositioned && newer(e.event_at, c.event_at));
         let superseded = superseded_by_history || superseded_by_task;
-        let entry = records.entry(target.id.clone()).or_insert_with(|| (target.object.clone(), Map::new(), Vec::new(), None));
+        let entry = records.entry(target.id.clone()).or_insert_with(|| (target.object.clone(), Map::new(), Vec::new()));
         let mut touched = false;
         if !superseded {
             if let Some(status) = &dp.lead_status
@@ -412,10 +417,9 @@ pub fn decide(
         }
         if touched {
             entry.2.push(i);
-            entry.3 = c.event_at.or(entry.3);
         }
     }
-    for (id, (object, fields, owners, _)) in records {
+    for (id, (object, fields, owners)) in records {
         if fields.is_empty() {
             continue;
         }
@@ -434,6 +438,9 @@ pub fn decide(
     }
     d
 }
+
+/// Changes to one record: (object, fields to set, the plans that set them).
+type RecordChange = (String, Map<String, Value>, Vec<usize>);
 
 /// `a` is strictly newer than `b`; unknown times never count as newer.
 fn newer(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> bool {
@@ -501,11 +508,8 @@ fn task_dispo_fields(cfg: &SalesforceConfig, c: &CallPlan, target: &RecordRef) -
 }
 
 fn call_party(c: &CallPlan) -> String {
-    let name = [c.lead.first_name.as_deref(), c.lead.last_name.as_deref()]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let name =
+        [c.lead.first_name.as_deref(), c.lead.last_name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ");
     match (name.is_empty(), c.lead.phone_number.as_deref()) {
         (false, _) => format!("with {name}"),
         (true, Some(p)) => format!("with {p}"),
@@ -663,7 +667,10 @@ mod tests {
             parse_trailer("Agent: 1\nVICIdial lead 10, call 1.2, dispositioned at 2026-11-21T10:00:00Z\n"),
             Some((true, "2026-11-21T10:00:00Z".parse().unwrap()))
         );
-        assert_eq!(parse_trailer("VICIdial lead 10, call 1.2, started at 2026-11-21T10:00:00Z").map(|t| t.0), Some(false));
+        assert_eq!(
+            parse_trailer("VICIdial lead 10, call 1.2, started at 2026-11-21T10:00:00Z").map(|t| t.0),
+            Some(false)
+        );
         assert_eq!(parse_trailer("edited by a human"), None);
     }
 }

@@ -49,6 +49,7 @@ pub struct SourceMapping {
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
     /// CRM property / field that receives VICIdial's lead_id after the insert; unset: none.
+    /// For Salesforce it is the Lead field also used as `[salesforce] lead_key_field`.
     pub write_back: Option<String>,
 }
 

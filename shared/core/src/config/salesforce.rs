@@ -223,13 +223,21 @@ impl SalesforceConfig {
                 && minor.bytes().all(|b| b.is_ascii_digit())
         });
         if !version_ok {
-            push(Severity::Error, "api_version", format!("{:?} is not a REST API version such as \"v67.0\"", self.api_version));
+            push(
+                Severity::Error,
+                "api_version",
+                format!("{:?} is not a REST API version such as \"v67.0\"", self.api_version),
+            );
         } else if digits.split_once('.').and_then(|(m, _)| m.parse::<u32>().ok()).is_some_and(|m| m < 46) {
             push(Severity::Error, "api_version", "sObject Collections upsert needs v46.0 or later".into());
         }
         for (key, field) in [("call_key_field", &self.call_key_field), ("lead_key_field", &self.lead_key_field)] {
             if !is_api_name(field) {
-                push(Severity::Error, key, format!("{field:?} is not a field API name such as \"VICIdial_Call_Key__c\""));
+                push(
+                    Severity::Error,
+                    key,
+                    format!("{field:?} is not a field API name such as \"VICIdial_Call_Key__c\""),
+                );
             } else if !field.ends_with("__c") {
                 push(
                     Severity::Warning,
@@ -243,7 +251,11 @@ impl SalesforceConfig {
                 push(Severity::Error, &format!("key_prefixes.{prefix}"), "a key prefix is 3 letters or digits".into());
             }
             if !is_api_name(object) {
-                push(Severity::Error, &format!("key_prefixes.{prefix}"), format!("{object:?} is not an object API name"));
+                push(
+                    Severity::Error,
+                    &format!("key_prefixes.{prefix}"),
+                    format!("{object:?} is not an object API name"),
+                );
             }
         }
         if self.lookup_objects.is_empty() && self.when_not_found == NotFoundPolicy::DeadLetter {
@@ -259,7 +271,11 @@ impl SalesforceConfig {
             ("callback_status", &self.callback_status),
         ] {
             if value.trim().is_empty() {
-                push(Severity::Error, key, "Task Status is required: name a TaskStatus value such as \"Completed\"".into());
+                push(
+                    Severity::Error,
+                    key,
+                    "Task Status is required: name a TaskStatus value such as \"Completed\"".into(),
+                );
             }
         }
         if self.default_company.trim().is_empty() {
@@ -268,10 +284,18 @@ impl SalesforceConfig {
         if let Some(t) = &self.recording_url
             && !(t.contains("{filename}") || t.contains("{id}"))
         {
-            push(Severity::Warning, "recording_url", "has neither {filename} nor {id}: every call links the same URL".into());
+            push(
+                Severity::Warning,
+                "recording_url",
+                "has neither {filename} nor {id}: every call links the same URL".into(),
+            );
         }
         if self.timeout_secs == 0 || self.timeout_secs > 600 {
-            push(Severity::Error, "timeout_secs", "must be between 1 and 600 (Salesforce's API call timeout is 10 minutes)".into());
+            push(
+                Severity::Error,
+                "timeout_secs",
+                "must be between 1 and 600 (Salesforce's API call timeout is 10 minutes)".into(),
+            );
         }
         out.extend(mapping_problems(config));
         out
@@ -298,7 +322,9 @@ fn mapping_problems(config: &Config) -> Vec<Problem> {
                     continue; // clears the built-in value on purpose
                 }
                 if value.trim() != value {
-                    out.push(warn(format!("{value:?} has leading or trailing spaces: {object} values must match exactly")));
+                    out.push(warn(format!(
+                        "{value:?} has leading or trailing spaces: {object} values must match exactly"
+                    )));
                 } else if value.len() > 255 {
                     out.push(warn(format!("longer than 255 characters: not a {object} picklist value")));
                 } else if value.bytes().all(|b| b.is_ascii_digit()) || looks_like_hubspot_id(value) {
@@ -364,7 +390,8 @@ mod tests {
         assert!(e.contains("key_prefixes.a0XY"), "{e}");
         let e = config("when_not_found = \"ignore\"").unwrap_err().to_string();
         assert!(e.contains("create-lead"), "{e}");
-        let c = config("api_version = \"68.0\"\nauth = \"jwt-bearer\"\nlogin_url = \"https://test.salesforce.com/\"").unwrap();
+        let c = config("api_version = \"68.0\"\nauth = \"jwt-bearer\"\nlogin_url = \"https://test.salesforce.com/\"")
+            .unwrap();
         let sf = c.salesforce.unwrap();
         assert_eq!(sf.api_version(), "v68.0");
         assert_eq!(sf.jwt_audience(), "https://test.salesforce.com");
