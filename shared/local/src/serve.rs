@@ -24,7 +24,7 @@ use vicibridge_runtime::lead_webhook::MAX_BODY_BYTES;
 use vicibridge_runtime::{BatchHandler, CrmSync, Delivery, Ingest, LeadWebhook, Outcome, WebhookRequest};
 use vicibridge_vicidial::non_agent_api::NonAgentApiError;
 
-use crate::queue::{LocalQueueError, QueueOptions, SqliteQueue, Synchronous};
+use crate::queue::{LocalQueueError, QueueOptions, Settle, SqliteQueue, Synchronous};
 
 /// File names under `--data-dir`.
 pub const CRM_EVENTS_DB: &str = "crm-events.db";
@@ -208,16 +208,21 @@ async fn worker_loop(
             .map(|m| Delivery { message_id: &m.message_id, body: &m.body, receive_count: m.receive_count })
             .collect();
         let outcomes = handler.process(&deliveries).await;
-        for (message, outcome) in batch.iter().zip(outcomes) {
-            let done = match &outcome {
-                Outcome::Done => queue.delete(&message.receipt).await,
-                Outcome::Retry { delay, reason } => queue.retry_later(&message.receipt, *delay, reason).await,
-                Outcome::DeadLetter { reason } => queue.dead_letter(&message.receipt, reason).await,
-            };
-            if let Err(e) = done {
-                // The visibility timeout brings the message back: at-least-once, never lost.
-                warn!(message_id = %message.message_id, error = %e, "cannot record the outcome; the message will be delivered again");
-            }
+        let settled = batch
+            .iter()
+            .zip(outcomes)
+            .map(|(message, outcome)| {
+                let settle = match outcome {
+                    Outcome::Done => Settle::Delete,
+                    Outcome::Retry { delay, reason } => Settle::RetryLater { delay, reason },
+                    Outcome::DeadLetter { reason } => Settle::DeadLetter { reason },
+                };
+                (message.receipt.clone(), settle)
+            })
+            .collect();
+        if let Err(e) = queue.settle(settled).await {
+            // The visibility timeout brings the messages back: at-least-once, never lost.
+            warn!(error = %e, "cannot record the batch's outcomes; its messages will be delivered again");
         }
     }
 }

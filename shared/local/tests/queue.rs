@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vicibridge_core::ports::{OutgoingMessage, Queue};
-use vicibridge_local::queue::{LocalQueueError, QueueOptions, QueueStats, SqliteQueue, Synchronous};
+use vicibridge_local::queue::{LocalQueueError, QueueOptions, QueueStats, Settle, SqliteQueue, Synchronous};
 
 /// Short enough for re-delivery tests to wait for; tests sleep past it, never time it.
 const SHORT: Duration = Duration::from_millis(200);
@@ -307,4 +307,32 @@ async fn receive_wait_returns_when_a_message_arrives() {
     let got = waiter.await.unwrap().unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].key, "a");
+}
+
+#[tokio::test]
+async fn settle_carries_out_a_whole_batch_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = open(&dir.path().join("q.db"), Duration::from_secs(60), 5);
+    for key in ["done", "later", "dead", "stale"] {
+        queue.send(&message(key)).await.unwrap();
+    }
+    let got = queue.receive(10).await.unwrap();
+    let receipt = |key: &str| got.iter().find(|m| m.key == key).unwrap().receipt.clone();
+    // "stale" is acknowledged once, so the second acknowledgement in the batch is stale.
+    assert!(queue.delete(&receipt("stale")).await.unwrap());
+    let stale = queue
+        .settle(vec![
+            (receipt("done"), Settle::Delete),
+            (receipt("later"), Settle::RetryLater { delay: Duration::ZERO, reason: "503 from the CRM".into() }),
+            (receipt("dead"), Settle::DeadLetter { reason: "invalid phone".into() }),
+            (receipt("stale"), Settle::Delete),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(stale, 1);
+    assert_eq!(queue.stats().await.unwrap(), QueueStats { visible: 1, in_flight: 0, dead: 1 });
+    let again = queue.receive(10).await.unwrap();
+    assert_eq!((again.len(), again[0].key.as_str(), again[0].receive_count), (1, "later", 2));
+    let dead = queue.dead_letters().await.unwrap();
+    assert_eq!((dead[0].key.as_str(), dead[0].reason.as_str()), ("dead", "invalid phone"));
 }
