@@ -139,6 +139,7 @@ lead_status = "ATTEMPTED_TO_CONTACT"
         *by_op.entry(op).or_default() += 1;
     }
     let errors = log.iter().filter(|l| l.status >= 400).count();
+    println!("[queue] batch_size = {batch_size}, batching_window_ms = {window_ms}; [hubspot] requests_per_10s = 100");
     println!(
         "dispositions: {total} from {conns} connections; accepted in {ingest_secs:.2} s; all calls in HubSpot after {drained_secs:.2} s"
     );

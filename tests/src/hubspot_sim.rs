@@ -72,6 +72,9 @@ pub struct SimState {
     unindexed: BTreeSet<(String, String)>,
     /// Refuse a whole batch (400) when one input is invalid, instead of 207 per input.
     pub whole_batch_400: bool,
+    /// Write answers carry only `hs_object_id` (HubSpot does not promise which properties
+    /// batch write results echo).
+    pub lean_results: bool,
     /// When each call was created, by call key (for the sync-lag benchmark).
     pub call_created: HashMap<String, Instant>,
     correlation: u64,
@@ -426,13 +429,19 @@ impl SimState {
             }
         }
         if !errors.is_empty() && (self.whole_batch_400 || errors.iter().any(|(traced, _)| !traced)) {
+            // HubSpot's whole-batch validation answer: the generic error body with errors[],
+            // which name the problem but not the input.
             let msg = errors[0].1["message"].as_str().unwrap_or("invalid").to_owned();
-            return self.error(400, "VALIDATION_ERROR", &msg);
+            let mut a = self.error(400, "VALIDATION_ERROR", &msg);
+            a.body["errors"] =
+                errors.iter().map(|(_, e)| json!({"message": e["message"], "in": "properties"})).collect();
+            return a;
         }
         let mut results = Vec::new();
         for (existing, key, props) in plan {
             let (id, new) = self.write(object, existing, &props, key.as_ref().map(|(a, b)| (a.as_str(), b.as_str())));
-            let mut v = self.view(object, &id, None);
+            let lean: &[Value] = &[];
+            let mut v = self.view(object, &id, self.lean_results.then_some(lean));
             v["new"] = json!(new);
             results.push(v);
         }

@@ -48,10 +48,7 @@ impl Moto {
                 Err(failure) => last_failure = failure,
             }
         }
-        panic!(
-            "moto_server ({}) did not start: {last_failure}",
-            program.display()
-        );
+        panic!("moto_server ({}) did not start: {last_failure}", program.display());
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -82,35 +79,22 @@ impl Moto {
     }
 
     /// Creates a standard queue with the given attributes; returns its URL.
-    pub async fn create_queue(
-        &self,
-        name: &str,
-        attributes: &[(QueueAttributeName, &str)],
-    ) -> String {
+    pub async fn create_queue(&self, name: &str, attributes: &[(QueueAttributeName, &str)]) -> String {
         let mut request = self.sqs().create_queue().queue_name(name);
         for (key, value) in attributes {
             request = request.attributes(key.clone(), *value);
         }
-        let out = request
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("moto CreateQueue {name}: {}", sdk_error(&e)));
-        out.queue_url
-            .unwrap_or_else(|| panic!("moto CreateQueue {name} returned no QueueUrl"))
+        let out = request.send().await.unwrap_or_else(|e| panic!("moto CreateQueue {name}: {}", sdk_error(&e)));
+        out.queue_url.unwrap_or_else(|| panic!("moto CreateQueue {name} returned no QueueUrl"))
     }
 
     pub async fn queue_arn(&self, queue_url: &str) -> String {
-        self.queue_attribute(queue_url, QueueAttributeName::QueueArn)
-            .await
+        self.queue_attribute(queue_url, QueueAttributeName::QueueArn).await
     }
 
     /// Creates `<name>-dlq`, then `<name>` with a RedrivePolicy to it, both through the SDK.
     /// Returns (queue URL, DLQ URL).
-    pub async fn create_queue_with_dlq(
-        &self,
-        name: &str,
-        max_receive_count: u32,
-    ) -> (String, String) {
+    pub async fn create_queue_with_dlq(&self, name: &str, max_receive_count: u32) -> (String, String) {
         let dlq_url = self.create_queue(&format!("{name}-dlq"), &[]).await;
         let dlq_arn = self.queue_arn(&dlq_url).await;
         let policy = serde_json::json!({
@@ -118,27 +102,15 @@ impl Moto {
             "maxReceiveCount": max_receive_count.to_string(),
         })
         .to_string();
-        let url = self
-            .create_queue(name, &[(QueueAttributeName::RedrivePolicy, &policy)])
-            .await;
+        let url = self.create_queue(name, &[(QueueAttributeName::RedrivePolicy, &policy)]).await;
         (url, dlq_url)
     }
 
     /// (ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible): exact on moto.
     pub async fn queue_depth(&self, queue_url: &str) -> (u64, u64) {
-        let visible = self
-            .queue_attribute(queue_url, QueueAttributeName::ApproximateNumberOfMessages)
-            .await;
-        let hidden = self
-            .queue_attribute(
-                queue_url,
-                QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-            )
-            .await;
-        let parse = |v: &str| {
-            v.parse::<u64>()
-                .unwrap_or_else(|_| panic!("moto queue attribute {v:?} is not a number"))
-        };
+        let visible = self.queue_attribute(queue_url, QueueAttributeName::ApproximateNumberOfMessages).await;
+        let hidden = self.queue_attribute(queue_url, QueueAttributeName::ApproximateNumberOfMessagesNotVisible).await;
+        let parse = |v: &str| v.parse::<u64>().unwrap_or_else(|_| panic!("moto queue attribute {v:?} is not a number"));
         (parse(&visible), parse(&hidden))
     }
 
@@ -170,18 +142,12 @@ pub fn moto_server_path() -> PathBuf {
     if let Some(path) = std::env::var_os(MOTO_SERVER_ENV).filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
         if !path.is_file() {
-            panic!(
-                "{MOTO_SERVER_ENV}={} does not exist: point it at moto's `moto_server`",
-                path.display()
-            );
+            panic!("{MOTO_SERVER_ENV}={} does not exist: point it at moto's `moto_server`", path.display());
         }
         return path;
     }
-    let on_path = std::env::var_os("PATH").map(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("moto_server"))
-            .find(|p| p.is_file())
-    });
+    let on_path = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).map(|dir| dir.join("moto_server")).find(|p| p.is_file()));
     if let Some(path) = on_path.flatten() {
         return path;
     }
@@ -204,14 +170,9 @@ fn workspace_root() -> PathBuf {
 
 async fn try_start(program: &Path) -> Result<Moto, String> {
     let port = free_port()?;
-    let log =
-        tempfile::NamedTempFile::new().map_err(|e| format!("cannot create a log file: {e}"))?;
-    let stdout = log
-        .reopen()
-        .map_err(|e| format!("cannot open the log file: {e}"))?;
-    let stderr = stdout
-        .try_clone()
-        .map_err(|e| format!("cannot open the log file: {e}"))?;
+    let log = tempfile::NamedTempFile::new().map_err(|e| format!("cannot create a log file: {e}"))?;
+    let stdout = log.reopen().map_err(|e| format!("cannot open the log file: {e}"))?;
+    let stderr = stdout.try_clone().map_err(|e| format!("cannot open the log file: {e}"))?;
     let child = Command::new(program)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdin(Stdio::null())
@@ -227,23 +188,14 @@ async fn try_start(program: &Path) -> Result<Moto, String> {
         .load()
         .await;
     // From here on Drop kills the child whatever happens.
-    let mut moto = Moto {
-        child,
-        endpoint,
-        config,
-        log,
-    };
+    let mut moto = Moto { child, endpoint, config, log };
     wait_until_up(&mut moto).await?;
     Ok(moto)
 }
 
 fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .map_err(|e| format!("cannot find a free port: {e}"))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| format!("cannot find a free port: {e}"))
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| format!("cannot find a free port: {e}"))?;
+    listener.local_addr().map(|a| a.port()).map_err(|e| format!("cannot find a free port: {e}"))
 }
 
 async fn wait_until_up(moto: &mut Moto) -> Result<(), String> {
@@ -254,26 +206,14 @@ async fn wait_until_up(moto: &mut Moto) -> Result<(), String> {
     let deadline = Instant::now() + STARTUP_LIMIT;
     loop {
         if let Ok(Some(status)) = moto.child.try_wait() {
-            return Err(format!(
-                "it exited with {status}; its output:\n{}",
-                moto.log()
-            ));
+            return Err(format!("it exited with {status}; its output:\n{}", moto.log()));
         }
         // Any HTTP answer means the server is serving.
-        if http
-            .get(format!("{}/moto-api/", moto.endpoint))
-            .send()
-            .await
-            .is_ok()
-        {
+        if http.get(format!("{}/moto-api/", moto.endpoint)).send().await.is_ok() {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(format!(
-                "no answer on {} after {STARTUP_LIMIT:?}; its output:\n{}",
-                moto.endpoint,
-                moto.log()
-            ));
+            return Err(format!("no answer on {} after {STARTUP_LIMIT:?}; its output:\n{}", moto.endpoint, moto.log()));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -10,8 +10,7 @@ use vicibridge_tests::moto::{Moto, sdk_error};
 
 const SECRET: &str = "vicibridge/test";
 const V1: &str = r#"{"ingest_tokens": ["tok-one"], "hubspot": {"access_token": "pat-one"}}"#;
-const V2: &str =
-    r#"{"ingest_tokens": ["tok-two", "tok-one"], "hubspot": {"access_token": "pat-two"}}"#;
+const V2: &str = r#"{"ingest_tokens": ["tok-two", "tok-one"], "hubspot": {"access_token": "pat-two"}}"#;
 
 async fn create_secret(moto: &Moto, name: &str, value: &str) {
     moto.secrets_manager()
@@ -84,10 +83,7 @@ async fn concurrent_callers_share_one_read() {
         tasks.spawn(async move { store.current().await.unwrap() });
     }
     let docs = tasks.join_all().await;
-    assert!(
-        docs.iter().all(|d| Arc::ptr_eq(d, &docs[0])),
-        "a cold cache is read once, not once per caller"
-    );
+    assert!(docs.iter().all(|d| Arc::ptr_eq(d, &docs[0])), "a cold cache is read once, not once per caller");
 
     // A burst of refreshes (a batch meeting the same 401) costs at most two reads: the one
     // in flight when a caller arrives may predate the rotation it saw, the next cannot.
@@ -103,11 +99,7 @@ async fn concurrent_callers_share_one_read() {
             distinct.push(d);
         }
     }
-    assert!(
-        distinct.len() <= 2,
-        "{} reads for 16 concurrent refreshes",
-        distinct.len()
-    );
+    assert!(distinct.len() <= 2, "{} reads for 16 concurrent refreshes", distinct.len());
 }
 
 #[tokio::test]
@@ -119,10 +111,7 @@ async fn a_missing_secret_is_a_clear_error() {
 
     assert!(matches!(err, SecretsError::Unavailable(_)), "{err:?}");
     let text = err.to_string();
-    assert!(
-        text.contains("vicibridge/absent") && text.contains("not found"),
-        "{text}"
-    );
+    assert!(text.contains("vicibridge/absent") && text.contains("not found"), "{text}");
 }
 
 #[tokio::test]
@@ -130,14 +119,8 @@ async fn invalid_secret_json_never_shows_the_secret() {
     let moto = Moto::start().await;
     let cases = [
         ("vicibridge/not-json", "hunter2-plain-text-secret"),
-        (
-            "vicibridge/wrong-type",
-            r#"{"ingest_tokens": "hunter2-token-as-string"}"#,
-        ),
-        (
-            "vicibridge/wrong-field",
-            r#"{"vicidial": {"api_user": "api", "api_pass": 12345678, "x": "hunter2-extra"}}"#,
-        ),
+        ("vicibridge/wrong-type", r#"{"ingest_tokens": "hunter2-token-as-string"}"#),
+        ("vicibridge/wrong-field", r#"{"vicidial": {"api_user": "api", "api_pass": 12345678, "x": "hunter2-extra"}}"#),
     ];
     for (name, value) in cases {
         create_secret(&moto, name, value).await;
@@ -148,10 +131,7 @@ async fn invalid_secret_json_never_shows_the_secret() {
         assert!(matches!(err, SecretsError::Invalid(_)), "{name}: {err:?}");
         for shown in [err.to_string(), format!("{err:?}")] {
             assert!(shown.contains(name), "{shown}");
-            assert!(
-                !shown.contains("hunter2") && !shown.contains("12345678"),
-                "{name} leaked: {shown}"
-            );
+            assert!(!shown.contains("hunter2") && !shown.contains("12345678"), "{name} leaked: {shown}");
         }
     }
 }

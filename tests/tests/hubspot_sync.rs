@@ -278,8 +278,8 @@ async fn duplicates_and_older_dispositions_never_move_records_back() {
     // The later call sold; the earlier call's NI arrives after it (a retry, a slow queue).
     let sale = second.dispo(&c, "SALE", 1_795_299_500, "");
     let ni = first.dispo(&c, "NI", 1_795_299_000, "");
-    ok(&crm.apply(&[sale.clone()]).await);
-    ok(&crm.apply(&[ni.clone()]).await);
+    ok(&crm.apply(std::slice::from_ref(&sale)).await);
+    ok(&crm.apply(std::slice::from_ref(&ni)).await);
     let deal_props = &sim.objects("deals")[&deal];
     assert_eq!(prop(deal_props, "dealstage"), "closedwon", "an older dispo never moves the deal back");
     assert_eq!(prop(&sim.objects("contacts")[&contact], "hs_lead_status"), "CONNECTED");
@@ -318,7 +318,7 @@ async fn callback_creates_one_task_due_in_the_dialer_zone() {
     sim.associate("deals", &deal, "contacts", &contact, 3);
     let (crm, c) = crm(&sim, "vendor_lead_code = \"deal_id\"\ntask_priority = \"HIGH\"");
     let p = call(7, &deal, "1795298900.7").dispo(&c, "CALLBK", 1_795_299_000, "2026-12-01+15%3A30%3A00");
-    ok(&crm.apply(&[p.clone()]).await);
+    ok(&crm.apply(std::slice::from_ref(&p)).await);
     let tasks = sim.objects("tasks");
     assert_eq!(tasks.len(), 1);
     let (task_id, t) = tasks.iter().next().unwrap();
@@ -670,4 +670,54 @@ fn the_preview_shows_hubspots_exact_requests() {
     assert_eq!(upsert["id"], "1795298900.1");
     assert_eq!(upsert["properties"]["hs_call_duration"], "63000");
     assert_eq!(reqs[4].body["inputs"][0]["properties"]["hs_timestamp"], CALLBACK_DUE_UTC_MS.to_string());
+}
+
+#[tokio::test]
+async fn ids_are_found_when_write_answers_do_not_echo_the_key() {
+    let sim = HubspotSim::start(TOKEN).await;
+    sim.with(|s| s.lean_results = true);
+    let (crm, c) = crm(&sim, "not_found = \"create_contact\"");
+    ok(&crm.apply(&[call(8, "", "8.1").dispo(&c, "CALLBK", 10, "2026-12-01+15%3A30%3A00")]).await);
+    let (contact, _) = sim.objects("contacts").into_iter().next().unwrap();
+    let (id, _) = sim.call("8.1").unwrap();
+    assert_eq!(sim.associated("calls", &id, "contacts"), vec![(contact.clone(), 194)]);
+    let (task, _) = sim.objects("tasks").into_iter().next().unwrap();
+    assert_eq!(sim.associated("tasks", &task, "contacts"), vec![(contact, 204)]);
+}
+
+#[tokio::test]
+async fn injected_leads_get_their_vicidial_lead_id_written_back() {
+    use vicibridge_core::event::{Event, LeadInjected, LeadSource};
+    let sim = HubspotSim::start(TOKEN).await;
+    sim.with(|s| {
+        s.custom.entry("contacts".into()).or_default().insert("vicidial_lead_id".into(), ("string".into(), false))
+    });
+    let contact = sim.add_contact(json!({"firstname": "Ana"}));
+    let text = format!(
+        "{}\n[lead_injection.hubspot]\nlist_id = \"101\"\nwrite_back = \"vicidial_lead_id\"\n",
+        config_text(&sim, "requests_per_10s = 250")
+    );
+    let c = Config::from_toml(&text).unwrap();
+    let crm = HubspotCrm::new(&c, TestSecrets::new(TOKEN)).unwrap();
+    let link = |source, crm_ref: &str| {
+        let event = Event::LeadInjected(LeadInjected {
+            source,
+            crm_ref: crm_ref.into(),
+            object: Some("contact".into()),
+            lead_id: "77".parse().unwrap(),
+        });
+        plan(&Envelope::new(event, Utc::now()), &c.disposition_map(), c.vicidial.server_time_zone).unwrap()
+    };
+    let r = crm
+        .apply(&[
+            link(LeadSource::Hubspot, &contact),
+            link(LeadSource::Salesforce, "0031x00000AbCdE"),
+            link(LeadSource::Hubspot, "424242"),
+        ])
+        .await;
+    assert_eq!(r[0], Ok(Applied::Done));
+    assert_eq!(r[1], Ok(Applied::AlreadyApplied), "another CRM's lead: nothing to do here");
+    assert!(!r[2].as_ref().unwrap_err().is_retryable(), "{:?}", r[2]);
+    assert_eq!(prop(&sim.objects("contacts")[&contact], "vicidial_lead_id"), "77");
+    assert_eq!(sim.objects("contacts").len(), 1);
 }

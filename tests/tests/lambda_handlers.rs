@@ -15,10 +15,10 @@ use vicibridge_core::config::Config;
 use vicibridge_core::plan::SyncPlan;
 use vicibridge_core::ports::{Applied, Crm, Queue};
 use vicibridge_core::{Envelope, SyncError};
-use vicibridge_vicidial::CallUrl;
 use vicibridge_runtime::crm::dry_run::DryRunCrm;
 use vicibridge_runtime::{CrmSync, Ingest};
 use vicibridge_tests::moto::Moto;
+use vicibridge_vicidial::CallUrl;
 
 const TOKEN: &str = "lambda-test-token-5a8c";
 const NEW_TOKEN: &str = "lambda-test-token-rotated-91d2";
@@ -57,7 +57,10 @@ async fn an_api_gateway_dispo_is_queued_on_sqs() {
     let queue_url = moto.create_queue("crm-events", &[]).await;
     let arn = secret(&moto, &[TOKEN]).await;
     let queue = SqsQueue::new(moto.sqs(), &queue_url);
-    let ingest = Ingest::new(Arc::new(SqsQueue::new(moto.sqs(), &queue_url)), Arc::new(SecretsManagerStore::new(moto.secrets_manager(), arn)));
+    let ingest = Ingest::new(
+        Arc::new(SqsQueue::new(moto.sqs(), &queue_url)),
+        Arc::new(SecretsManagerStore::new(moto.secrets_manager(), arn)),
+    );
 
     assert_eq!(answer(&ingest, &dispo_query(TOKEN)).await, (200, "OK dispo queued lead=9".into()));
     let messages = queue.receive(10, Duration::from_secs(1)).await.unwrap();
@@ -78,7 +81,10 @@ async fn a_rotated_token_is_accepted_before_the_cache_expires() {
     let moto = Moto::start().await;
     let queue_url = moto.create_queue("crm-events", &[]).await;
     let arn = secret(&moto, &[TOKEN]).await;
-    let ingest = Ingest::new(Arc::new(SqsQueue::new(moto.sqs(), &queue_url)), Arc::new(SecretsManagerStore::new(moto.secrets_manager(), &arn)));
+    let ingest = Ingest::new(
+        Arc::new(SqsQueue::new(moto.sqs(), &queue_url)),
+        Arc::new(SecretsManagerStore::new(moto.secrets_manager(), &arn)),
+    );
     assert_eq!(answer(&ingest, &dispo_query(TOKEN)).await.0, 200);
 
     let rotated = serde_json::json!({ "ingest_tokens": [NEW_TOKEN, TOKEN] }).to_string();
@@ -92,7 +98,10 @@ async fn an_unavailable_queue_answers_503_never_200() {
     let moto = Moto::start().await;
     let arn = secret(&moto, &[TOKEN]).await;
     let missing = format!("{}/123456789012/no-such-queue", moto.endpoint());
-    let ingest = Ingest::new(Arc::new(SqsQueue::new(moto.sqs(), missing)), Arc::new(SecretsManagerStore::new(moto.secrets_manager(), arn)));
+    let ingest = Ingest::new(
+        Arc::new(SqsQueue::new(moto.sqs(), missing)),
+        Arc::new(SecretsManagerStore::new(moto.secrets_manager(), arn)),
+    );
     let (status, body) = answer(&ingest, &dispo_query(TOKEN)).await;
     assert_eq!((status, body.as_str()), (503, "queue unavailable, event not stored: retry"));
 }
@@ -118,7 +127,10 @@ fn config() -> Config {
 /// the SQS event JSON Lambda delivers.
 async fn sqs_event(queue: &SqsQueue, bodies: &[String]) -> SqsEvent {
     for (i, body) in bodies.iter().enumerate() {
-        queue.send(&vicibridge_core::ports::OutgoingMessage { key: format!("key-{i}"), body: body.clone() }).await.unwrap();
+        queue
+            .send(&vicibridge_core::ports::OutgoingMessage { key: format!("key-{i}"), body: body.clone() })
+            .await
+            .unwrap();
     }
     let mut received = Vec::new();
     while received.len() < bodies.len() {
@@ -185,7 +197,10 @@ async fn crm_sync_puts_retryable_failures_back_with_a_delay() {
     let event = sqs_event(&worker.queue, &[good_envelope()]).await;
     let id = event.records[0].message_id.clone().unwrap();
     let response = worker.handle(event).await;
-    assert_eq!(serde_json::to_value(&response).unwrap(), serde_json::json!({ "batchItemFailures": [{ "itemIdentifier": id }] }));
+    assert_eq!(
+        serde_json::to_value(&response).unwrap(),
+        serde_json::json!({ "batchItemFailures": [{ "itemIdentifier": id }] })
+    );
     assert_eq!(moto.queue_depth(&queue_url).await, (0, 1), "still on the queue, invisible until its backoff ends");
     assert_eq!(moto.queue_depth(&dlq_url).await, (0, 0));
 }

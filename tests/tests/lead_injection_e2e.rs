@@ -146,7 +146,7 @@ async fn post(base: &str, path: &str, content_type: &str, headers: &[(&str, &str
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
-fn leads_with_code<'a>(sim: &'a VicidialSim, code: &str) -> usize {
+fn leads_with_code(sim: &VicidialSim, code: &str) -> usize {
     sim.leads().iter().filter(|l| l.get("vendor_lead_code") == code).count()
 }
 
@@ -169,13 +169,16 @@ async fn a_redelivered_outbound_message_yields_one_lead_linked_back_without_a_lo
 
     // Salesforce delivers the same message twice (and may ACK-timeout in between).
     for _ in 0..2 {
-        let (status, body) = post(&running.base, "/salesforce/leads", "text/xml; charset=utf-8", &[], soap(&[id])).await;
+        let (status, body) =
+            post(&running.base, "/salesforce/leads", "text/xml; charset=utf-8", &[], soap(&[id])).await;
         assert_eq!(status, 200, "{body}");
         assert!(body.contains("<Ack>true</Ack>"));
     }
     running
         .wait("the lead, its API New Lead URL and the write-back", &sim, |sim, r| {
-            leads_with_code(sim, id) >= 1 && count(r, "upsert_contact", id) >= 1 && count(r, "write_back_lead_id", id) >= 1
+            leads_with_code(sim, id) >= 1
+                && count(r, "upsert_contact", id) >= 1
+                && count(r, "write_back_lead_id", id) >= 1
         })
         .await;
     // Let the second delivery finish too.
@@ -190,7 +193,8 @@ async fn a_redelivered_outbound_message_yields_one_lead_linked_back_without_a_lo
     assert_eq!(sim.new_lead_calls().len(), 1, "VICIdial fired its API New Lead URL once");
     assert_eq!(sim.new_lead_calls()[0].status, Some(200), "serve accepted it");
     // The loop: the new-lead event carries the CRM id, so the CRM record is linked, not created.
-    let new_lead = records.iter().find(|r| r["key"].as_str().is_some_and(|k| k.starts_with("vicidial:new-lead:"))).unwrap();
+    let new_lead =
+        records.iter().find(|r| r["key"].as_str().is_some_and(|k| k.starts_with("vicidial:new-lead:"))).unwrap();
     assert_eq!(new_lead["changes"][0], serde_json::json!({ "action": "upsert_contact", "linked_to": id }));
     let write_back = records.iter().find(|r| count(std::slice::from_ref(r), "write_back_lead_id", id) == 1).unwrap();
     assert_eq!(write_back["changes"][0]["lead_id"], lead.lead_id);
@@ -201,16 +205,15 @@ async fn a_reply_lost_after_the_insert_makes_no_second_lead() {
     let sim = VicidialSim::start().await;
     let running = start(&sim).await;
     sim.fail_next("add_lead", Fault::Http500AfterInsert);
-    let (status, _) =
-        post(&running.base, "/salesforce/leads", "text/xml", &[], soap(&["00Q5g00000LOST01AAA"])).await;
+    let (status, _) = post(&running.base, "/salesforce/leads", "text/xml", &[], soap(&["00Q5g00000LOST01AAA"])).await;
     assert_eq!(status, 200);
     sim.fail_next("add_lead", Fault::DropAfterInsert);
-    let (status, _) =
-        post(&running.base, "/salesforce/leads", "text/xml", &[], soap(&["00Q5g00000LOST02AAA"])).await;
+    let (status, _) = post(&running.base, "/salesforce/leads", "text/xml", &[], soap(&["00Q5g00000LOST02AAA"])).await;
     assert_eq!(status, 200);
     running
         .wait("both write-backs", &sim, |_, r| {
-            count(r, "write_back_lead_id", "00Q5g00000LOST01AAA") == 1 && count(r, "write_back_lead_id", "00Q5g00000LOST02AAA") == 1
+            count(r, "write_back_lead_id", "00Q5g00000LOST01AAA") == 1
+                && count(r, "write_back_lead_id", "00Q5g00000LOST02AAA") == 1
         })
         .await;
     running.stop().await;
@@ -229,7 +232,12 @@ async fn a_hubspot_contact_is_mapped_and_a_bad_phone_is_dead_lettered_with_its_r
     assert_eq!(post(&running.base, "/hubspot/leads", "application/json", &auth, contact.into()).await.0, 200);
     let bad = r#"{"vid":902,"properties":{"phone":{"value":"call me"}}}"#;
     assert_eq!(post(&running.base, "/hubspot/leads", "application/json", &auth, bad.into()).await.0, 200);
-    assert_eq!(post(&running.base, "/hubspot/leads", "application/json", &[("x-vicibridge-token", "x")], contact.into()).await.0, 401);
+    assert_eq!(
+        post(&running.base, "/hubspot/leads", "application/json", &[("x-vicibridge-token", "x")], contact.into())
+            .await
+            .0,
+        401
+    );
     running.wait("the good contact's write-back", &sim, |_, r| count(r, "write_back_lead_id", "901") == 1).await;
     let data = running.data.clone();
     let _dir = running.stop().await;

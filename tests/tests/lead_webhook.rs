@@ -63,7 +63,9 @@ async fn hubspot(s: &Setup, h: &HeaderMap, body: &[u8]) -> WebhookResponse {
 }
 
 async fn salesforce(s: &Setup, h: &HeaderMap, body: &[u8]) -> WebhookResponse {
-    s.webhook.salesforce(WebhookRequest { method: "POST", path: "/salesforce/leads", query: None, headers: h, body }).await
+    s.webhook
+        .salesforce(WebhookRequest { method: "POST", path: "/salesforce/leads", query: None, headers: h, body })
+        .await
 }
 
 async fn queued(s: &Setup) -> Vec<Envelope> {
@@ -109,22 +111,38 @@ async fn hubspot_forged_stale_and_unsigned_requests_queue_nothing() {
     let fresh = now_ms().to_string();
     let cases = [
         (
-            headers(&[("host", "hooks.example.com"), ("x-hubspot-signature-v3", &signature_v3(CLIENT_SECRET, "POST", PUBLIC, LEGACY_CONTACT, &stale)), ("x-hubspot-request-timestamp", &stale)]),
+            headers(&[
+                ("host", "hooks.example.com"),
+                ("x-hubspot-signature-v3", &signature_v3(CLIENT_SECRET, "POST", PUBLIC, LEGACY_CONTACT, &stale)),
+                ("x-hubspot-request-timestamp", &stale),
+            ]),
             401,
             "more than 5 minutes",
         ),
         (
-            headers(&[("host", "hooks.example.com"), ("x-hubspot-signature-v3", &signature_v3("wrong", "POST", PUBLIC, LEGACY_CONTACT, &fresh)), ("x-hubspot-request-timestamp", &fresh)]),
+            headers(&[
+                ("host", "hooks.example.com"),
+                ("x-hubspot-signature-v3", &signature_v3("wrong", "POST", PUBLIC, LEGACY_CONTACT, &fresh)),
+                ("x-hubspot-request-timestamp", &fresh),
+            ]),
             401,
             "signature does not match",
         ),
         (
             // Signed for another host: the URI is part of v3.
-            headers(&[("host", "evil.example.com"), ("x-hubspot-signature-v3", &signature_v3(CLIENT_SECRET, "POST", PUBLIC, LEGACY_CONTACT, &fresh)), ("x-hubspot-request-timestamp", &fresh)]),
+            headers(&[
+                ("host", "evil.example.com"),
+                ("x-hubspot-signature-v3", &signature_v3(CLIENT_SECRET, "POST", PUBLIC, LEGACY_CONTACT, &fresh)),
+                ("x-hubspot-request-timestamp", &fresh),
+            ]),
             401,
             "signature does not match",
         ),
-        (headers(&[("x-hubspot-signature", "00"), ("x-hubspot-signature-version", "v1")]), 401, "signature does not match"),
+        (
+            headers(&[("x-hubspot-signature", "00"), ("x-hubspot-signature-version", "v1")]),
+            401,
+            "signature does not match",
+        ),
         (headers(&[("x-vicibridge-token", "guess")]), 401, "token does not match"),
         (headers(&[]), 401, "no signature and no token header"),
     ];
@@ -139,7 +157,10 @@ async fn hubspot_forged_stale_and_unsigned_requests_queue_nothing() {
     assert_eq!(hubspot(&s, &h, &vec![b' '; 2 * 1024 * 1024]).await.status, 413);
     assert!(queued(&s).await.is_empty());
 
-    let v1 = headers(&[("x-hubspot-signature", &signature_v1(CLIENT_SECRET, LEGACY_CONTACT)), ("x-hubspot-signature-version", "v1")]);
+    let v1 = headers(&[
+        ("x-hubspot-signature", &signature_v1(CLIENT_SECRET, LEGACY_CONTACT)),
+        ("x-hubspot-signature-version", "v1"),
+    ]);
     assert_eq!(hubspot(&s, &v1, LEGACY_CONTACT).await.status, 200);
     assert_eq!(hubspot(&s, &h, br#"{"hs_object_id":"9","phone":"4155552671"}"#).await.status, 200);
     assert_eq!(queued(&s).await.len(), 2);
@@ -204,7 +225,13 @@ async fn nothing_is_acknowledged_when_the_queue_is_down() {
     let h = headers(&[("content-type", "text/xml")]);
     let r = tokio::time::timeout(
         Duration::from_secs(30),
-        webhook.salesforce(WebhookRequest { method: "POST", path: "/salesforce/leads", query: None, headers: &h, body: soap(3, ORG).as_bytes() }),
+        webhook.salesforce(WebhookRequest {
+            method: "POST",
+            path: "/salesforce/leads",
+            query: None,
+            headers: &h,
+            body: soap(3, ORG).as_bytes(),
+        }),
     )
     .await
     .unwrap();

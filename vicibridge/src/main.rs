@@ -12,8 +12,8 @@ mod hubspot_setup;
 use clap::{Parser, Subcommand, ValueEnum};
 use vicibridge_core::config::{Config, ConfigError, CrmKind, Severity};
 use vicibridge_core::ports::{SecretStore, SecretWriter};
-use vicibridge_local::secrets_file::{FileSecrets, SECRETS_JSON_ENV};
 use vicibridge_local::secret_writer::FileSecretWriter;
+use vicibridge_local::secrets_file::{FileSecrets, SECRETS_JSON_ENV};
 use vicibridge_local::serve::{ServeOptions, serve_with_secret_writer};
 use vicibridge_runtime::telemetry::{LogFormat, init_logging};
 use vicibridge_vicidial::url_templates::call_urls;
@@ -88,7 +88,9 @@ fn secrets(path: Option<&Path>) -> Result<Arc<dyn SecretStore>, String> {
         Some(p) => FileSecrets::open(p),
         None => match std::env::var(SECRETS_JSON_ENV) {
             Ok(json) => FileSecrets::from_json(&json),
-            Err(_) => return Err(format!("no secrets: pass --secrets PATH or set VICIBRIDGE_SECRETS or {SECRETS_JSON_ENV}")),
+            Err(_) => {
+                return Err(format!("no secrets: pass --secrets PATH or set VICIBRIDGE_SECRETS or {SECRETS_JSON_ENV}"));
+            }
         },
     };
     store.map(|s| Arc::new(s) as Arc<dyn SecretStore>).map_err(|e| e.to_string())
@@ -136,15 +138,20 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::CheckConfig { config: path, secrets: secrets_path } => {
             let config = load_config(&path)?;
-            let mut problems: Vec<_> = config.problems().into_iter().filter(|p| p.severity == Severity::Warning).collect();
+            let mut problems: Vec<_> =
+                config.problems().into_iter().filter(|p| p.severity == Severity::Warning).collect();
             if let Some(secrets_path) = secrets_path.as_deref()
                 && config.crm.kind == CrmKind::Salesforce
             {
                 // This login may rotate the refresh token: store it like serve would.
                 let writer = Arc::new(FileSecretWriter::new(secrets_path));
-                let org = vicibridge_salesforce::check::check_with_secrets(&config, secrets(Some(secrets_path))?, Some(writer))
-                    .await
-                    .map_err(|e| format!("cannot check the Salesforce org: {e}"))?;
+                let org = vicibridge_salesforce::check::check_with_secrets(
+                    &config,
+                    secrets(Some(secrets_path))?,
+                    Some(writer),
+                )
+                .await
+                .map_err(|e| format!("cannot check the Salesforce org: {e}"))?;
                 problems.extend(org);
             }
             for p in &problems {

@@ -29,7 +29,10 @@ fn check_config_names_the_key_and_fails() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         ("[vicidial]\nbase_url = \"dialer.example.com\"\n[crm]\nkind = \"dry-run\"\n", "vicidial.base_url"),
-        ("[vicidial]\nbase_url = \"https://d.example.com\"\n[crm]\nkind = \"hubspots\"\n", "unknown variant `hubspots`"),
+        (
+            "[vicidial]\nbase_url = \"https://d.example.com\"\n[crm]\nkind = \"hubspots\"\n",
+            "unknown variant `hubspots`",
+        ),
         (
             "[vicidial]\nbase_url = \"https://d.example.com\"\n[crm]\nkind = \"dry-run\"\n[dispositions.SALE]\nstage = \"x\"\n",
             "unknown field `stage`",
@@ -54,12 +57,24 @@ fn urls_prints_three_ready_to_paste_lines() {
     let secrets = write_secrets(dir.path());
     let config = example_config();
     let base = "https://abc123.execute-api.us-east-1.amazonaws.com";
-    let out = run(&["urls", "--base-url", base, "--config", config.to_str().unwrap(), "--secrets", secrets.to_str().unwrap()]);
+    let out = run(&[
+        "urls",
+        "--base-url",
+        base,
+        "--config",
+        config.to_str().unwrap(),
+        "--secrets",
+        secrets.to_str().unwrap(),
+    ]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
-    assert!(lines[0].starts_with(&format!("start_call_url: {base}/vicidial/call-start?token={TOKEN}&lead_id=--A--lead_id--B--")));
+    assert!(
+        lines[0].starts_with(&format!(
+            "start_call_url: {base}/vicidial/call-start?token={TOKEN}&lead_id=--A--lead_id--B--"
+        ))
+    );
     assert!(lines[1].starts_with(&format!("dispo_call_url: {base}/vicidial/dispo?token={TOKEN}&")));
     assert!(lines[1].contains("&dispo=--A--dispo--B--") && lines[1].contains("&talk_time=--A--talk_time--B--"));
     assert!(lines[2].starts_with(&format!("api_new_lead_url: {base}/vicidial/new-lead?token={TOKEN}&")));

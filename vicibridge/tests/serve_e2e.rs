@@ -37,12 +37,15 @@ async fn the_example_setup_turns_vicidial_urls_into_dry_run_records() {
     assert_eq!(get(&serve.base, "/vicidial/dispo", &renewal_sale).await.0, 200);
     let unmapped = dispo_query(token, 13, "1795299001.2", "ZZTOP");
     assert_eq!(get(&serve.base, "/vicidial/dispo", &unmapped).await.0, 200);
-    let new_lead = format!("token={token}&lead_id=14&vendor_lead_code=0031x00000AbCdE&phone_number=7275550000&user=6666&status=NEW");
+    let new_lead = format!(
+        "token={token}&lead_id=14&vendor_lead_code=0031x00000AbCdE&phone_number=7275550000&user=6666&status=NEW"
+    );
     assert_eq!(get(&serve.base, "/vicidial/new-lead", &new_lead).await, (200, "OK new-lead queued lead=14".into()));
 
     let records = serve.wait_records("6 records", |r| r.len() >= 6);
     assert_eq!(records.len(), 6, "{records:#?}");
-    let by_key = |key: &str| records.iter().find(|r| r["key"] == key).unwrap_or_else(|| panic!("{key} missing: {records:#?}"));
+    let by_key =
+        |key: &str| records.iter().find(|r| r["key"] == key).unwrap_or_else(|| panic!("{key} missing: {records:#?}"));
 
     let started = by_key("vicidial:call-start:10:uniqueid:1795298973.4567");
     assert_eq!(started["changes"][0]["action"], "log_call");
@@ -60,7 +63,10 @@ async fn the_example_setup_turns_vicidial_urls_into_dry_run_records() {
     assert!(dnc.as_array().unwrap().iter().any(|c| c["action"] == "flag_do_not_call"), "{dnc}");
 
     let sale = &by_key("vicidial:dispo:12:uniqueid:1795299000.7")["changes"];
-    assert!(sale.as_array().unwrap().iter().any(|c| c["action"] == "set_deal_stage" && c["stage"] == "contractsent"), "campaign override: {sale}");
+    assert!(
+        sale.as_array().unwrap().iter().any(|c| c["action"] == "set_deal_stage" && c["stage"] == "contractsent"),
+        "campaign override: {sale}"
+    );
 
     let z = &by_key("vicidial:dispo:13:uniqueid:1795299001.2")["changes"];
     assert_eq!(z[0]["action"], "log_call", "an unmapped status is still logged as a call");
@@ -92,7 +98,11 @@ async fn bad_input_gets_a_clear_4xx_and_queues_nothing() {
         (good.replace("lead_id=9", "lead_id=--A--lead_id--B--"), 400, "--A--lead_id--B--"),
         (format!("{good}&lead_id=10"), 400, "`lead_id` is repeated with different values"),
         (format!("{good}&token={OLD_TOKEN}"), 401, "missing token"),
-        (good.replace("&uniqueid=1795298900.123&call_id=M1121220900000000009", ""), 400, "missing `uniqueid` or `call_id`"),
+        (
+            good.replace("&uniqueid=1795298900.123&call_id=M1121220900000000009", ""),
+            400,
+            "missing `uniqueid` or `call_id`",
+        ),
         (long, 413, "the limit is 8192"),
     ];
     for (query, status, body) in &cases {

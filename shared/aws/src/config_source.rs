@@ -26,27 +26,16 @@ pub enum ConfigSourceError {
     #[error("{var} is not valid Unicode: set it to a plain SSM parameter name or ARN")]
     NotUnicode { var: &'static str },
     #[error("cannot read the configuration file {} (named by {CONFIG_ENV}): {source}", path.display())]
-    ReadFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    ReadFile { path: PathBuf, source: std::io::Error },
     #[error(
         "SSM parameter {name} (named by {CONFIG_PARAMETER_ENV}) does not exist in this account and region: create it with the configuration TOML as its value, or fix the name"
     )]
     ParameterNotFound { name: String },
     #[error("cannot read SSM parameter {name} (named by {CONFIG_PARAMETER_ENV}): {message}{hint}")]
-    ReadParameter {
-        name: String,
-        message: String,
-        hint: &'static str,
-    },
-    #[error(
-        "SSM parameter {name} (named by {CONFIG_PARAMETER_ENV}) has no value: put the configuration TOML in it"
-    )]
+    ReadParameter { name: String, message: String, hint: &'static str },
+    #[error("SSM parameter {name} (named by {CONFIG_PARAMETER_ENV}) has no value: put the configuration TOML in it")]
     EmptyParameter { name: String },
-    #[error(
-        "the configuration in {origin} is invalid (check it with `vicibridge check-config`):\n{source}"
-    )]
+    #[error("the configuration in {origin} is invalid (check it with `vicibridge check-config`):\n{source}")]
     Invalid { origin: String, source: ConfigError },
 }
 
@@ -73,9 +62,7 @@ impl ConfigSource {
             Ok(name) => Some(name),
             Err(std::env::VarError::NotPresent) => None,
             Err(std::env::VarError::NotUnicode(_)) => {
-                return Err(ConfigSourceError::NotUnicode {
-                    var: CONFIG_PARAMETER_ENV,
-                });
+                return Err(ConfigSourceError::NotUnicode { var: CONFIG_PARAMETER_ENV });
             }
         };
         Self::from_values(std::env::var_os(CONFIG_ENV).map(PathBuf::from), parameter)
@@ -83,17 +70,11 @@ impl ConfigSource {
 
     /// The choice `from_env` makes, on given values. Empty values count as unset, since a
     /// template parameter left blank arrives as an empty variable.
-    pub fn from_values(
-        file: Option<PathBuf>,
-        parameter: Option<String>,
-    ) -> Result<Self, ConfigSourceError> {
+    pub fn from_values(file: Option<PathBuf>, parameter: Option<String>) -> Result<Self, ConfigSourceError> {
         if let Some(path) = file.filter(|p| !p.as_os_str().is_empty()) {
             return Ok(ConfigSource::File(path));
         }
-        match parameter
-            .map(|p| p.trim().to_owned())
-            .filter(|p| !p.is_empty())
-        {
+        match parameter.map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()) {
             Some(name) => Ok(ConfigSource::SsmParameter(name)),
             None => Err(ConfigSourceError::NotConfigured),
         }
@@ -113,9 +94,7 @@ impl ConfigSource {
     pub async fn load_with(&self, sdk: &SdkConfig) -> Result<Config, ConfigSourceError> {
         match self {
             ConfigSource::File(path) => read_file(path).await,
-            ConfigSource::SsmParameter(name) => {
-                read_parameter(&aws_sdk_ssm::Client::new(sdk), name).await
-            }
+            ConfigSource::SsmParameter(name) => read_parameter(&aws_sdk_ssm::Client::new(sdk), name).await,
         }
     }
 }
@@ -129,21 +108,14 @@ pub async fn load_config() -> Result<Config, ConfigSourceError> {
 }
 
 pub async fn read_file(path: &std::path::Path) -> Result<Config, ConfigSourceError> {
-    let text =
-        tokio::fs::read_to_string(path)
-            .await
-            .map_err(|source| ConfigSourceError::ReadFile {
-                path: path.to_owned(),
-                source,
-            })?;
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|source| ConfigSourceError::ReadFile { path: path.to_owned(), source })?;
     parse(&text, &ConfigSource::File(path.to_owned()))
 }
 
 /// GetParameter (decrypted, so a SecureString works too) and parse.
-pub async fn read_parameter(
-    client: &aws_sdk_ssm::Client,
-    name: &str,
-) -> Result<Config, ConfigSourceError> {
+pub async fn read_parameter(client: &aws_sdk_ssm::Client, name: &str) -> Result<Config, ConfigSourceError> {
     let out = client.get_parameter().name(name).with_decryption(true).send().await.map_err(|e| {
         let service = e.as_service_error();
         if matches!(service, Some(GetParameterError::ParameterNotFound(_))) {
@@ -157,25 +129,18 @@ pub async fn read_parameter(
         };
         ConfigSourceError::ReadParameter { name: name.to_owned(), message: sdk_error_message(&e), hint }
     })?;
-    let text = out.parameter().and_then(|p| p.value()).ok_or_else(|| {
-        ConfigSourceError::EmptyParameter {
-            name: name.to_owned(),
-        }
-    })?;
+    let text = out
+        .parameter()
+        .and_then(|p| p.value())
+        .ok_or_else(|| ConfigSourceError::EmptyParameter { name: name.to_owned() })?;
     parse(text, &ConfigSource::SsmParameter(name.to_owned()))
 }
 
 fn parse(text: &str, source: &ConfigSource) -> Result<Config, ConfigSourceError> {
-    let config = Config::from_toml(text).map_err(|e| ConfigSourceError::Invalid {
-        origin: source.to_string(),
-        source: e,
-    })?;
+    let config =
+        Config::from_toml(text).map_err(|e| ConfigSourceError::Invalid { origin: source.to_string(), source: e })?;
     // Warnings do not stop a cold start, but an operator should see them.
-    for problem in config
-        .problems()
-        .into_iter()
-        .filter(|p| p.severity == Severity::Warning)
-    {
+    for problem in config.problems().into_iter().filter(|p| p.severity == Severity::Warning) {
         tracing::warn!(source = %source, "{problem}");
     }
     Ok(config)
@@ -212,9 +177,7 @@ static AWS_CONFIG: OnceCell<SdkConfig> = OnceCell::const_new();
 /// The SDK configuration from the environment (region, credentials, `AWS_ENDPOINT_URL`),
 /// loaded once per process and shared by every client.
 pub async fn aws_config() -> &'static SdkConfig {
-    AWS_CONFIG
-        .get_or_init(|| aws_config::load_defaults(BehaviorVersion::latest()))
-        .await
+    AWS_CONFIG.get_or_init(|| aws_config::load_defaults(BehaviorVersion::latest())).await
 }
 
 #[cfg(test)]
@@ -223,40 +186,25 @@ mod tests {
 
     #[test]
     fn file_wins_over_parameter() {
-        let source =
-            ConfigSource::from_values(Some("/etc/vb.toml".into()), Some("/vb/config".into()));
+        let source = ConfigSource::from_values(Some("/etc/vb.toml".into()), Some("/vb/config".into()));
         assert_eq!(source.unwrap(), ConfigSource::File("/etc/vb.toml".into()));
     }
 
     #[test]
     fn parameter_when_no_file() {
         let source = ConfigSource::from_values(Some("".into()), Some(" /vb/config ".into()));
-        assert_eq!(
-            source.unwrap(),
-            ConfigSource::SsmParameter("/vb/config".into())
-        );
+        assert_eq!(source.unwrap(), ConfigSource::SsmParameter("/vb/config".into()));
     }
 
     #[test]
     fn nothing_set_names_both_variables() {
-        let err = ConfigSource::from_values(None, Some(String::new()))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains(CONFIG_ENV) && err.contains(CONFIG_PARAMETER_ENV),
-            "{err}"
-        );
+        let err = ConfigSource::from_values(None, Some(String::new())).unwrap_err().to_string();
+        assert!(err.contains(CONFIG_ENV) && err.contains(CONFIG_PARAMETER_ENV), "{err}");
     }
 
     #[tokio::test]
     async fn missing_file_names_the_path_and_the_variable() {
-        let err = read_file(std::path::Path::new("/nonexistent/vicibridge.toml"))
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("/nonexistent/vicibridge.toml") && err.contains(CONFIG_ENV),
-            "{err}"
-        );
+        let err = read_file(std::path::Path::new("/nonexistent/vicibridge.toml")).await.unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/vicibridge.toml") && err.contains(CONFIG_ENV), "{err}");
     }
 }

@@ -9,11 +9,11 @@ use lambda_http::{Body, Request, Response};
 use lambda_runtime::LambdaEvent;
 use metrics_cloudwatch_embedded::Collector;
 use tracing::{error, warn};
-use vicibridge_vicidial::CallUrl;
 use vicibridge_runtime::crm::build_crm_with_writer;
-use vicibridge_runtime::metrics::NAMESPACE;
 use vicibridge_runtime::lead_inject::build_lead_inject;
+use vicibridge_runtime::metrics::NAMESPACE;
 use vicibridge_runtime::{BatchHandler, CrmSync, Delivery, Ingest, LeadWebhook, Outcome, WebhookRequest};
+use vicibridge_vicidial::CallUrl;
 
 use crate::config_source::{aws_config, load_config};
 use crate::secrets_manager::SecretsManagerStore;
@@ -205,7 +205,11 @@ pub async fn handle_webhook(webhook: &LeadWebhook, req: Request) -> Response<Bod
     } else if path.ends_with("/salesforce/leads") {
         webhook.salesforce(request).await
     } else {
-        vicibridge_runtime::WebhookResponse { status: 404, content_type: "text/plain; charset=utf-8", body: "no such route".into() }
+        vicibridge_runtime::WebhookResponse {
+            status: 404,
+            content_type: "text/plain; charset=utf-8",
+            body: "no such route".into(),
+        }
     };
     text_response(answer.status, answer.content_type, answer.body)
 }

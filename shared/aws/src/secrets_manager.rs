@@ -36,11 +36,7 @@ pub enum SecretsManagerError {
     )]
     NotFound { secret_id: String },
     #[error("cannot read secret {secret_id} from Secrets Manager: {message}{hint}")]
-    Unavailable {
-        secret_id: String,
-        message: String,
-        hint: &'static str,
-    },
+    Unavailable { secret_id: String, message: String, hint: &'static str },
     #[error("secret {secret_id} has no SecretString: store the secret JSON as text, not binary")]
     NotText { secret_id: String },
     #[error("secret {secret_id}: {message}")]
@@ -80,10 +76,7 @@ pub struct SecretsManagerStore {
 
 impl fmt::Debug for SecretsManagerStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SecretsManagerStore")
-            .field("secret_id", &self.secret_id)
-            .field("ttl", &self.ttl)
-            .finish()
+        f.debug_struct("SecretsManagerStore").field("secret_id", &self.secret_id).field("ttl", &self.ttl).finish()
     }
 }
 
@@ -115,21 +108,15 @@ impl SecretsManagerStore {
 
     async fn fresh(&self) -> Option<Arc<SecretDoc>> {
         let cache = self.cache.read().await;
-        cache
-            .as_ref()
-            .filter(|c| Instant::now() < c.fresh_until)
-            .map(|c| Arc::clone(&c.doc))
+        cache.as_ref().filter(|c| Instant::now() < c.fresh_until).map(|c| Arc::clone(&c.doc))
     }
 
     /// Reads the secret and caches it. Called with `reading` held.
     async fn read_and_store(&self) -> Result<Arc<SecretDoc>, SecretsManagerError> {
         let read_number = self.reads_started.fetch_add(1, Ordering::SeqCst) + 1;
         let doc = Arc::new(self.read().await?);
-        *self.cache.write().await = Some(Cached {
-            doc: Arc::clone(&doc),
-            fresh_until: Instant::now() + self.ttl,
-            read_number,
-        });
+        *self.cache.write().await =
+            Some(Cached { doc: Arc::clone(&doc), fresh_until: Instant::now() + self.ttl, read_number });
         tracing::info!(secret_id = %self.secret_id, "secret read from Secrets Manager");
         Ok(doc)
     }
@@ -150,11 +137,8 @@ impl SecretsManagerStore {
             };
             SecretsManagerError::Unavailable { secret_id, message: sdk_error_message(&e), hint }
         })?;
-        let text = out
-            .secret_string()
-            .ok_or_else(|| SecretsManagerError::NotText {
-                secret_id: self.secret_id.clone(),
-            })?;
+        let text =
+            out.secret_string().ok_or_else(|| SecretsManagerError::NotText { secret_id: self.secret_id.clone() })?;
         SecretDoc::from_json(text).map_err(|e| SecretsManagerError::Invalid {
             secret_id: self.secret_id.clone(),
             message: redact_unquoted_values(&e.to_string()),
@@ -220,26 +204,16 @@ impl SecretStore for SecretsManagerStore {
 /// `SecretDoc::from_json` lets through: a numeric password would reach the error. Hide the
 /// value, keep the rest (kind, expected type, position) for the operator.
 fn redact_unquoted_values(message: &str) -> String {
-    const VALUE_KINDS: [&str; 5] = [
-        "integer `",
-        "floating point `",
-        "boolean `",
-        "character `",
-        "variant `",
-    ];
+    const VALUE_KINDS: [&str; 5] = ["integer `", "floating point `", "boolean `", "character `", "variant `"];
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
-    while let Some((at, kind)) = VALUE_KINDS
-        .iter()
-        .filter_map(|kind| rest.find(kind).map(|at| (at, kind)))
-        .min_by_key(|(at, _)| *at)
+    while let Some((at, kind)) =
+        VALUE_KINDS.iter().filter_map(|kind| rest.find(kind).map(|at| (at, kind))).min_by_key(|(at, _)| *at)
     {
         let value_start = at + kind.len();
         out.push_str(&rest[..value_start]);
         out.push('…');
-        rest = rest[value_start..]
-            .find('`')
-            .map_or("", |end| &rest[value_start + end..]);
+        rest = rest[value_start..].find('`').map_or("", |end| &rest[value_start + end..]);
     }
     out.push_str(rest);
     out
@@ -252,27 +226,19 @@ mod tests {
     #[test]
     fn unquoted_values_are_redacted() {
         assert_eq!(
-            redact_unquoted_values(
-                "invalid type: integer `12345678`, expected a string at line 1 column 53"
-            ),
+            redact_unquoted_values("invalid type: integer `12345678`, expected a string at line 1 column 53"),
             "invalid type: integer `…`, expected a string at line 1 column 53"
         );
         assert_eq!(
-            redact_unquoted_values(
-                "invalid type: floating point `1.5`, expected a string; boolean `true`"
-            ),
+            redact_unquoted_values("invalid type: floating point `1.5`, expected a string; boolean `true`"),
             "invalid type: floating point `…`, expected a string; boolean `…`"
         );
-        assert_eq!(
-            redact_unquoted_values("unterminated integer `123"),
-            "unterminated integer `…"
-        );
+        assert_eq!(redact_unquoted_values("unterminated integer `123"), "unterminated integer `…");
     }
 
     #[test]
     fn field_names_are_kept() {
-        let m =
-            "unknown field `api_password`, expected `api_user` or `api_pass` at line 1 column 30";
+        let m = "unknown field `api_password`, expected `api_user` or `api_pass` at line 1 column 30";
         assert_eq!(redact_unquoted_values(m), m);
     }
 

@@ -66,10 +66,7 @@ pub struct SqsQueue {
 
 impl SqsQueue {
     pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
-        SqsQueue {
-            client,
-            queue_url: queue_url.into(),
-        }
+        SqsQueue { client, queue_url: queue_url.into() }
     }
 
     pub fn queue_url(&self) -> &str {
@@ -97,11 +94,7 @@ impl SqsQueue {
 
     /// Up to `max` messages (clamped to 1..=10), long-polling up to `wait` (at most 20 s),
     /// with every String message attribute and the receive count.
-    pub async fn receive(
-        &self,
-        max: u32,
-        wait: Duration,
-    ) -> Result<Vec<ReceivedMessage>, SqsError> {
+    pub async fn receive(&self, max: u32, wait: Duration) -> Result<Vec<ReceivedMessage>, SqsError> {
         let max = max.clamp(1, MAX_RECEIVE_BATCH) as i32;
         let wait = wait.as_secs().min(MAX_WAIT_SECS) as i32;
         let out = self
@@ -114,16 +107,8 @@ impl SqsQueue {
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await
-            .map_err(|e| SqsError::Receive {
-                queue_url: self.queue_url.clone(),
-                message: sdk_error_message(&e),
-            })?;
-        Ok(out
-            .messages
-            .unwrap_or_default()
-            .into_iter()
-            .map(received)
-            .collect())
+            .map_err(|e| SqsError::Receive { queue_url: self.queue_url.clone(), message: sdk_error_message(&e) })?;
+        Ok(out.messages.unwrap_or_default().into_iter().map(received).collect())
     }
 
     pub async fn delete(&self, receipt_handle: &str) -> Result<(), SqsError> {
@@ -133,19 +118,12 @@ impl SqsQueue {
             .receipt_handle(receipt_handle)
             .send()
             .await
-            .map_err(|e| SqsError::Delete {
-                queue_url: self.queue_url.clone(),
-                message: sdk_error_message(&e),
-            })?;
+            .map_err(|e| SqsError::Delete { queue_url: self.queue_url.clone(), message: sdk_error_message(&e) })?;
         Ok(())
     }
 
     async fn send_with(&self, body: &str, attributes: &[(&str, &str)]) -> Result<(), SqsError> {
-        let mut request = self
-            .client
-            .send_message()
-            .queue_url(&self.queue_url)
-            .message_body(body);
+        let mut request = self.client.send_message().queue_url(&self.queue_url).message_body(body);
         for (name, value) in attributes {
             // SQS rejects empty attribute values; an empty one carries nothing anyway.
             if value.is_empty() {
@@ -153,10 +131,10 @@ impl SqsQueue {
             }
             request = request.message_attributes(*name, string_attribute(value)?);
         }
-        request.send().await.map_err(|e| SqsError::Send {
-            queue_url: self.queue_url.clone(),
-            message: sdk_error_message(&e),
-        })?;
+        request
+            .send()
+            .await
+            .map_err(|e| SqsError::Send { queue_url: self.queue_url.clone(), message: sdk_error_message(&e) })?;
         Ok(())
     }
 }
@@ -166,8 +144,7 @@ impl Queue for SqsQueue {
     /// Returns once SQS has acknowledged the message, which SQS does only after storing it
     /// redundantly.
     async fn send(&self, message: &OutgoingMessage) -> Result<(), QueueError> {
-        self.send_with(&message.body, &[(IDEMPOTENCY_KEY_ATTRIBUTE, &message.key)])
-            .await?;
+        self.send_with(&message.body, &[(IDEMPOTENCY_KEY_ATTRIBUTE, &message.key)]).await?;
         Ok(())
     }
 }
@@ -181,9 +158,7 @@ pub struct SqsDeadLetters {
 
 impl SqsDeadLetters {
     pub fn new(client: Client, dlq_url: impl Into<String>) -> Self {
-        SqsDeadLetters {
-            queue: SqsQueue::new(client, dlq_url),
-        }
+        SqsDeadLetters { queue: SqsQueue::new(client, dlq_url) }
     }
 
     pub fn dlq_url(&self) -> &str {
@@ -195,15 +170,7 @@ impl SqsDeadLetters {
     /// `idempotency_key`. The caller deletes the source message only after this succeeds.
     pub async fn send(&self, body: &str, key: &str, reason: &str) -> Result<(), SqsError> {
         let reason = failure_reason(reason);
-        self.queue
-            .send_with(
-                body,
-                &[
-                    (FAILURE_REASON_ATTRIBUTE, &reason),
-                    (IDEMPOTENCY_KEY_ATTRIBUTE, key),
-                ],
-            )
-            .await
+        self.queue.send_with(body, &[(FAILURE_REASON_ATTRIBUTE, &reason), (IDEMPOTENCY_KEY_ATTRIBUTE, key)]).await
     }
 }
 
@@ -239,9 +206,7 @@ fn received(m: aws_sdk_sqs::types::Message) -> ReceivedMessage {
 
 /// Whole seconds, rounded up so a Retry-After is never cut short, within SQS's range.
 fn visibility_timeout_secs(delay: Duration) -> i32 {
-    let secs = delay
-        .as_secs()
-        .saturating_add(u64::from(delay.subsec_nanos() > 0));
+    let secs = delay.as_secs().saturating_add(u64::from(delay.subsec_nanos() > 0));
     secs.min(MAX_VISIBILITY_TIMEOUT_SECS as u64) as i32
 }
 
@@ -258,11 +223,7 @@ fn failure_reason(reason: &str) -> String {
         }
         out.push(c);
     }
-    if out.trim().is_empty() {
-        "unspecified".to_owned()
-    } else {
-        out
-    }
+    if out.trim().is_empty() { "unspecified".to_owned() } else { out }
 }
 
 /// SQS message text: #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF.
@@ -304,10 +265,7 @@ mod tests {
 
     #[test]
     fn failure_reason_drops_characters_sqs_rejects() {
-        assert_eq!(
-            failure_reason("bad\u{0}byte\u{1b}[0m\tok\nline"),
-            "bad byte [0m\tok\nline"
-        );
+        assert_eq!(failure_reason("bad\u{0}byte\u{1b}[0m\tok\nline"), "bad byte [0m\tok\nline");
         assert_eq!(failure_reason("\u{FFFE}"), "unspecified");
         assert_eq!(failure_reason("   "), "unspecified");
         assert_eq!(failure_reason(""), "unspecified");

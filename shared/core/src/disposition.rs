@@ -179,12 +179,20 @@ mod tests {
         let mut defaults = BTreeMap::new();
         defaults.insert(
             "SALE".to_owned(),
-            RuleOverride { deal_stage: Some("closedwon".into()), lead_status: Some("CONNECTED".into()), ..Default::default() },
+            RuleOverride {
+                deal_stage: Some("closedwon".into()),
+                lead_status: Some("CONNECTED".into()),
+                ..Default::default()
+            },
         );
         defaults.insert("SURVEY".to_owned(), RuleOverride { label: Some("Survey done".into()), ..Default::default() });
         let mut spanish = BTreeMap::new();
-        spanish.insert("SALE".to_owned(), RuleOverride { deal_stage: Some("contractsent".into()), ..Default::default() });
-        spanish.insert("NI".to_owned(), RuleOverride { lead_status: Some(String::new()), do_not_call: Some(true), ..Default::default() });
+        spanish
+            .insert("SALE".to_owned(), RuleOverride { deal_stage: Some("contractsent".into()), ..Default::default() });
+        spanish.insert(
+            "NI".to_owned(),
+            RuleOverride { lead_status: Some(String::new()), do_not_call: Some(true), ..Default::default() },
+        );
         let mut campaigns = BTreeMap::new();
         campaigns.insert("SPANISH".to_owned(), spanish);
         DispositionMap::new(defaults, campaigns)

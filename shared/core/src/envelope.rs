@@ -5,8 +5,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, EventKind, LeadId};
 use crate::event::CallKey;
+use crate::event::{Event, EventKind, LeadId};
 
 pub const ENVELOPE_VERSION: u32 = 1;
 
@@ -34,7 +34,9 @@ impl IdempotencyKey {
             Event::NewLead(e) => Self::for_new_lead(e.lead_id),
             // One injection per CRM record and announcement: a redelivery (Salesforce resends
             // a notification, HubSpot retries for days) has the same key.
-            Event::LeadInjection(e) => IdempotencyKey(format!("{}:lead-injection:{}:{}", e.source, e.crm_ref, e.origin)),
+            Event::LeadInjection(e) => {
+                IdempotencyKey(format!("{}:lead-injection:{}:{}", e.source, e.crm_ref, e.origin))
+            }
             Event::LeadInjected(e) => IdempotencyKey(format!("{}:lead-injected:{}:{}", e.source, e.crm_ref, e.lead_id)),
         }
     }

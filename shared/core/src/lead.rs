@@ -137,7 +137,10 @@ pub fn to_add_lead(injection: &LeadInjection, config: &LeadInjectionConfig) -> R
     } else {
         mapping.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
     };
-    let fields = pairs.into_iter().filter_map(|(field, property)| Some((field.to_owned(), prop(property)?.to_owned()))).collect();
+    let fields = pairs
+        .into_iter()
+        .filter_map(|(field, property)| Some((field.to_owned(), prop(property)?.to_owned())))
+        .collect();
     Ok(AddLeadRequest {
         phone_code: phone.phone_code,
         phone_number: phone.phone_number,
@@ -186,7 +189,10 @@ fields = { first_name = "FirstName", comments = "Description" }
 
     #[test]
     fn hubspot_defaults_and_list_rules() {
-        let i = injection(LeadSource::Hubspot, &[("phone", "+1 (415) 555-2671"), ("firstname", "Ada"), ("lastname", " "), ("zip", "94105")]);
+        let i = injection(
+            LeadSource::Hubspot,
+            &[("phone", "+1 (415) 555-2671"), ("firstname", "Ada"), ("lastname", " "), ("zip", "94105")],
+        );
         let r = to_add_lead(&i, &config()).unwrap();
         assert_eq!((r.phone_code.as_str(), r.phone_number.as_str(), r.list_id.as_str()), ("1", "4155552671", "1000"));
         assert_eq!(r.vendor_lead_code, "12345");
@@ -202,7 +208,10 @@ fields = { first_name = "FirstName", comments = "Description" }
 
     #[test]
     fn salesforce_mapping_from_config() {
-        let i = injection(LeadSource::Salesforce, &[("MobilePhone", "+44 20 7946 0958"), ("FirstName", "Grace"), ("Description", "hi")]);
+        let i = injection(
+            LeadSource::Salesforce,
+            &[("MobilePhone", "+44 20 7946 0958"), ("FirstName", "Grace"), ("Description", "hi")],
+        );
         let r = to_add_lead(&i, &config()).unwrap();
         assert_eq!((r.phone_code.as_str(), r.phone_number.as_str(), r.list_id.as_str()), ("44", "2079460958", "2000"));
         assert_eq!(r.fields.len(), 2);

@@ -64,12 +64,24 @@ mod tests {
     #[test]
     fn e164_and_national_formats() {
         let want = ("1".to_owned(), "4155552671".to_owned());
-        for raw in ["+14155552671", "(415) 555-2671", "415.555.2671", "1-415-555-2671", "+1 415 555 2671 x123", "415-555-2671 ext. 9", "4155552671#22"] {
+        for raw in [
+            "+14155552671",
+            "(415) 555-2671",
+            "415.555.2671",
+            "1-415-555-2671",
+            "+1 415 555 2671 x123",
+            "415-555-2671 ext. 9",
+            "4155552671#22",
+        ] {
             assert_eq!(ok(raw, us()), want, "{raw}");
         }
         assert_eq!(ok("+44 20 7946 0958", us()), ("44".into(), "2079460958".into()));
         assert_eq!(ok("020 7946 0958", parse_region("GB").unwrap()), ("44".into(), "2079460958".into()));
-        assert_eq!(ok("+39 06 6982 1234", us()), ("39".into(), "0669821234".into()), "Italian numbers keep their leading zero");
+        assert_eq!(
+            ok("+39 06 6982 1234", us()),
+            ("39".into(), "0669821234".into()),
+            "Italian numbers keep their leading zero"
+        );
     }
 
     #[test]
@@ -78,6 +90,9 @@ mod tests {
         assert!(matches!(normalise("call me maybe", us()), Err(PhoneError::Unparseable(..))));
         assert!(matches!(normalise("123", us()), Err(PhoneError::Invalid(_) | PhoneError::Unparseable(..))));
         assert!(matches!(normalise("+1 000 555 2671", us()), Err(PhoneError::Invalid(_))));
-        assert_eq!(parse_region("Atlantis").unwrap_err().to_string(), "default_country \"Atlantis\" is not an ISO 3166 region code such as \"US\" or \"GB\"");
+        assert_eq!(
+            parse_region("Atlantis").unwrap_err().to_string(),
+            "default_country \"Atlantis\" is not an ISO 3166 region code such as \"US\" or \"GB\""
+        );
     }
 }

@@ -131,13 +131,28 @@ pub enum Change<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         recording: Option<&'a str>,
     },
-    SetDealStage { stage: &'a str },
-    SetLeadStatus { status: &'a str },
-    CreateCallbackTask { due_at: DateTime<Utc>, due_local: NaiveDateTime },
+    SetDealStage {
+        stage: &'a str,
+    },
+    SetLeadStatus {
+        status: &'a str,
+    },
+    CreateCallbackTask {
+        due_at: DateTime<Utc>,
+        due_local: NaiveDateTime,
+    },
     FlagDoNotCall,
-    UnmappedStatus { status: &'a str },
-    UpsertContact { linked_to: Option<&'a str> },
-    WriteBackLeadId { source: LeadSource, crm_ref: &'a str, lead_id: LeadId },
+    UnmappedStatus {
+        status: &'a str,
+    },
+    UpsertContact {
+        linked_to: Option<&'a str>,
+    },
+    WriteBackLeadId {
+        source: LeadSource,
+        crm_ref: &'a str,
+        lead_id: LeadId,
+    },
 }
 
 impl SyncPlan {

@@ -323,6 +323,24 @@ impl Engine {
         out
     }
 
+    /// Ids of records by a unique property, for written records whose id the write's answer
+    /// did not make clear (HubSpot does not promise the order of batch results).
+    async fn fill_ids(&self, object: &str, prop: &str, wanted: Vec<String>, ids: &mut HashMap<String, String>) {
+        let missing: Vec<String> = wanted.into_iter().filter(|v| !ids.contains_key(v)).collect();
+        if missing.is_empty() {
+            return;
+        }
+        let path = self.objects(object, "batch/read");
+        let op = match object {
+            "calls" => "calls.batch.read",
+            "tasks" => "tasks.batch.read",
+            _ => "contacts.batch.read",
+        };
+        if let Ok(results) = self.read(op, &path, &missing, json!({"idProperty": prop, "properties": [prop]})).await {
+            ids.extend(results.iter().filter_map(|r| Some((str_prop(r, prop)?.to_owned(), id_of(r)?))));
+        }
+    }
+
     fn objects(&self, object: &str, tail: &str) -> String {
         props::object_path(&self.cfg, object, tail)
     }
@@ -408,7 +426,9 @@ impl Engine {
         }
 
         let creates = self.cfg.not_found == NotFoundPolicy::CreateContact;
-        let pending = |w: &Work<'_>| w.live() && w.contact.is_none() && !w.already;
+        // Lead write-backs (neither call nor new lead) need no contact.
+        let pending =
+            |w: &Work<'_>| (w.call.is_some() || w.lead.is_some()) && w.live() && w.contact.is_none() && !w.already;
         // Contacts vicibridge created carry the lead id: found by a consistent read, not by
         // search, which lags behind creates.
         let lead_ids: BTreeSet<String> = works
@@ -482,11 +502,16 @@ impl Engine {
             .collect();
         let path = self.objects("contacts", "batch/upsert");
         let written = self.write("contacts.batch.upsert", &path, inputs, true, |i| json!({"inputs": i})).await;
-        let ids: HashMap<String, String> = written
+        let mut ids: HashMap<String, String> = written
             .results
             .iter()
             .filter_map(|r| Some((str_prop(r, &self.cfg.lead_id_property)?.to_owned(), id_of(r)?)))
             .collect();
+        let wanted: Vec<String> = (0..owners.len())
+            .filter(|n| !written.failed.contains_key(n))
+            .map(|n| works[owners[n][0]].lead_id().to_string())
+            .collect();
+        self.fill_ids("contacts", &self.cfg.lead_id_property, wanted, &mut ids).await;
         for (n, o) in owners.iter().enumerate() {
             for &i in o {
                 let w = &mut works[i];
@@ -509,7 +534,7 @@ impl Engine {
     async fn search_phones(&self, works: &mut [Work<'_>]) {
         let mut by_number: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, w) in works.iter().enumerate() {
-            if !(w.live() && w.contact.is_none() && !w.already) {
+            if w.lead_fields().is_none() || !(w.live() && w.contact.is_none() && !w.already) {
                 continue;
             }
             let Some(lead) = w.lead_fields() else { continue };
@@ -678,6 +703,13 @@ impl Engine {
         for (k, (id, _)) in &existing {
             ids.entry(k.clone()).or_insert_with(|| id.clone());
         }
+        let wanted: Vec<String> = owners
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| !written.failed.contains_key(n))
+            .map(|(_, (k, _, _))| k.clone())
+            .collect();
+        self.fill_ids("calls", &key_prop, wanted, &mut ids).await;
 
         // Associations of new calls (and of redelivered events whose association may have
         // failed); a call created earlier by the other event is already associated.
@@ -903,8 +935,15 @@ impl Engine {
         }
         let path = self.objects("tasks", "batch/upsert");
         let written = self.write("tasks.batch.upsert", &path, inputs, true, |i| json!({"inputs": i})).await;
-        let ids: HashMap<String, String> =
+        let mut ids: HashMap<String, String> =
             written.results.iter().filter_map(|r| Some((str_prop(r, &key_prop)?.to_owned(), id_of(r)?))).collect();
+        let wanted: Vec<String> = owners
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| !written.failed.contains_key(n))
+            .map(|(_, (k, _))| k.clone())
+            .collect();
+        self.fill_ids("tasks", &key_prop, wanted, &mut ids).await;
         let mut contact_links = Vec::new();
         let mut deal_links = Vec::new();
         for (n, (key, i)) in owners.iter().enumerate() {

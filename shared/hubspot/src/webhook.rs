@@ -4,12 +4,12 @@
 //! window), v2 / v1 (SHA-256 hex), or a shared secret in a header. The signed URI is the
 //! public URL HubSpot called, which behind API Gateway must be rebuilt (or configured).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
 use base64::Engine;
-use http::HeaderMap;
 use hmac::{Hmac, Mac};
+use http::HeaderMap;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use vicibridge_core::secrets::HubspotSecrets;
@@ -68,8 +68,18 @@ pub enum WebhookAuthError {
 /// v3 decodes these escapes in the URI before signing (reference §3, v3 details).
 fn v3_uri(uri: &str) -> String {
     const DECODE: &[(&str, char)] = &[
-        ("%3A", ':'), ("%2F", '/'), ("%3F", '?'), ("%40", '@'), ("%21", '!'), ("%24", '$'), ("%27", '\''),
-        ("%28", '('), ("%29", ')'), ("%2A", '*'), ("%2C", ','), ("%3B", ';'),
+        ("%3A", ':'),
+        ("%2F", '/'),
+        ("%3F", '?'),
+        ("%40", '@'),
+        ("%21", '!'),
+        ("%24", '$'),
+        ("%27", '\''),
+        ("%28", '('),
+        ("%29", ')'),
+        ("%2A", '*'),
+        ("%2C", ','),
+        ("%3B", ';'),
     ];
     let mut out = String::with_capacity(uri.len());
     let mut rest = uri;
@@ -102,7 +112,13 @@ pub fn signature_v3(secret: &str, method: &str, uri: &str, body: &[u8], timestam
 }
 
 pub fn signature_v2(secret: &str, method: &str, uri: &str, body: &[u8]) -> String {
-    hex(Sha256::new().chain_update(secret).chain_update(method).chain_update(uri).chain_update(body).finalize().as_slice())
+    hex(Sha256::new()
+        .chain_update(secret)
+        .chain_update(method)
+        .chain_update(uri)
+        .chain_update(body)
+        .finalize()
+        .as_slice())
 }
 
 pub fn signature_v1(secret: &str, body: &[u8]) -> String {
@@ -121,27 +137,29 @@ fn same(a: &str, b: &str) -> bool {
 /// within it (after it, the timestamp check refuses it).
 #[derive(Debug, Default)]
 pub struct ReplayGuard {
-    seen: Mutex<(HashMap<String, i64>, VecDeque<(i64, String)>)>,
+    seen: Mutex<SeenSignatures>,
+}
+
+#[derive(Debug, Default)]
+struct SeenSignatures {
+    signatures: HashSet<String>,
+    /// (first seen at, signature), oldest first: what to forget once the window has passed.
+    order: VecDeque<(i64, String)>,
 }
 
 impl ReplayGuard {
     /// True the first time a signature is seen within the window.
     fn first_time(&self, signature: &str, now_ms: i64) -> bool {
-        let Ok(mut guard) = self.seen.lock() else { return false };
-        let (set, order) = &mut *guard;
-        while let Some((t, _)) = order.front() {
-            if now_ms - *t <= MAX_AGE_MS {
-                break;
-            }
-            if let Some((_, sig)) = order.pop_front() {
-                set.remove(&sig);
+        let Ok(mut seen) = self.seen.lock() else { return false };
+        while seen.order.front().is_some_and(|(t, _)| now_ms - *t > MAX_AGE_MS) {
+            if let Some((_, old)) = seen.order.pop_front() {
+                seen.signatures.remove(&old);
             }
         }
-        if set.contains_key(signature) {
+        if !seen.signatures.insert(signature.to_owned()) {
             return false;
         }
-        set.insert(signature.to_owned(), now_ms);
-        order.push_back((now_ms, signature.to_owned()));
+        seen.order.push_back((now_ms, signature.to_owned()));
         true
     }
 }
@@ -177,7 +195,11 @@ pub fn verify(
             "v1" => (signature_v1(secret, req.body), Verified::SignatureV1),
             other => return Err(WebhookAuthError::UnknownVersion(other.chars().take(10).collect())),
         };
-        return if same(&sig.to_ascii_lowercase(), &expected) { Ok(verified) } else { Err(WebhookAuthError::BadSignature) };
+        return if same(&sig.to_ascii_lowercase(), &expected) {
+            Ok(verified)
+        } else {
+            Err(WebhookAuthError::BadSignature)
+        };
     }
     if let Some(token) = req.header(TOKEN_HEADER) {
         let expected = secrets.and_then(|s| s.webhook_token.as_ref()).ok_or(WebhookAuthError::NoWebhookToken)?;
@@ -262,7 +284,10 @@ mod tests {
     fn published_test_vectors() {
         let v1_body = br#"[{"eventId":1,"subscriptionId":12345,"portalId":62515,"occurredAt":1564113600000,"subscriptionType":"contact.creation","attemptNumber":0,"objectId":123,"changeSource":"CRM","changeFlag":"NEW","appId":54321}]"#;
         assert_eq!(signature_v1(SECRET, v1_body), "232db2615f3d666fe21a8ec971ac7b5402d33b9a925784df3ca654d05f4817de");
-        assert_eq!(signature_v2(SECRET, "GET", URI, b""), "eee2dddcc73c94d699f5e395f4b9d454a069a6855fbfa152e91e88823087200e");
+        assert_eq!(
+            signature_v2(SECRET, "GET", URI, b""),
+            "eee2dddcc73c94d699f5e395f4b9d454a069a6855fbfa152e91e88823087200e"
+        );
         assert_eq!(
             signature_v2(SECRET, "POST", URI, br#"{"example_field":"example_value"}"#),
             "9569219f8ba981ffa6f6f16aa0f48637d35d728c7e4d93d0d52efaa512af7900"
@@ -286,7 +311,12 @@ mod tests {
         }
     }
 
-    fn check(headers: &[(&str, String)], body: &[u8], now: i64, guard: &ReplayGuard) -> Result<Verified, WebhookAuthError> {
+    fn check(
+        headers: &[(&str, String)],
+        body: &[u8],
+        now: i64,
+        guard: &ReplayGuard,
+    ) -> Result<Verified, WebhookAuthError> {
         let mut map = HeaderMap::new();
         for (k, v) in headers {
             map.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
@@ -304,7 +334,10 @@ mod tests {
         let guard = ReplayGuard::default();
         assert_eq!(check(&headers, body, ts + 1000, &guard), Ok(Verified::SignatureV3));
         assert_eq!(check(&headers, body, ts + 2000, &guard), Err(WebhookAuthError::Replayed));
-        assert_eq!(check(&headers, body, ts + MAX_AGE_MS + 1, &ReplayGuard::default()), Err(WebhookAuthError::Stale { age_secs: 300 }));
+        assert_eq!(
+            check(&headers, body, ts + MAX_AGE_MS + 1, &ReplayGuard::default()),
+            Err(WebhookAuthError::Stale { age_secs: 300 })
+        );
         assert_eq!(check(&headers, br#"{"vid":2}"#, ts, &ReplayGuard::default()), Err(WebhookAuthError::BadSignature));
         let forged = vec![("X-HubSpot-Signature-V3", sig), ("X-HubSpot-Request-Timestamp", (ts + 1).to_string())];
         assert_eq!(check(&forged, body, ts, &ReplayGuard::default()), Err(WebhookAuthError::BadSignature));
@@ -314,12 +347,19 @@ mod tests {
     fn v2_v1_and_shared_token() {
         let body = br#"{"example_field":"example_value"}"#;
         let g = ReplayGuard::default();
-        let v2 = vec![("X-HubSpot-Signature", signature_v2(SECRET, "POST", URI, body)), ("X-HubSpot-Signature-Version", "v2".into())];
+        let v2 = vec![
+            ("X-HubSpot-Signature", signature_v2(SECRET, "POST", URI, body)),
+            ("X-HubSpot-Signature-Version", "v2".into()),
+        ];
         assert_eq!(check(&v2, body, 0, &g), Ok(Verified::SignatureV2));
-        let v1 = vec![("X-HubSpot-Signature", signature_v1(SECRET, body)), ("X-HubSpot-Signature-Version", "v1".into())];
+        let v1 =
+            vec![("X-HubSpot-Signature", signature_v1(SECRET, body)), ("X-HubSpot-Signature-Version", "v1".into())];
         assert_eq!(check(&v1, body, 0, &g), Ok(Verified::SignatureV1));
         assert_eq!(check(&v1, b"{}", 0, &g), Err(WebhookAuthError::BadSignature));
-        assert_eq!(check(&[("X-Vicibridge-Token", "shared-token-1234".into())], body, 0, &g), Ok(Verified::SharedSecret));
+        assert_eq!(
+            check(&[("X-Vicibridge-Token", "shared-token-1234".into())], body, 0, &g),
+            Ok(Verified::SharedSecret)
+        );
         assert_eq!(check(&[("X-Vicibridge-Token", "nope".into())], body, 0, &g), Err(WebhookAuthError::BadToken));
         assert_eq!(check(&[], body, 0, &g), Err(WebhookAuthError::Missing));
     }

@@ -404,8 +404,11 @@ impl SqliteQueue {
                         conn.prepare_cached(
                             "DELETE FROM messages WHERE seq = ?1 AND message_id = ?2 AND receive_count = ?3",
                         )?
-                        .execute(params![receipt.seq, receipt.message_id, receipt.receive_count])?
-                            == 1
+                        .execute(params![
+                            receipt.seq,
+                            receipt.message_id,
+                            receipt.receive_count
+                        ])? == 1
                     }
                     Settle::RetryLater { delay, reason } => {
                         conn.prepare_cached(

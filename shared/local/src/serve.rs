@@ -14,14 +14,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::watch;
 use tracing::{info, warn};
-use vicibridge_vicidial::CallUrl;
 use vicibridge_core::config::{Config, Durability};
+use vicibridge_core::event::LeadSource;
 use vicibridge_core::ports::SecretStore;
 use vicibridge_runtime::crm::{CrmSetupError, build_crm_with_writer};
-use vicibridge_core::event::LeadSource;
 use vicibridge_runtime::lead_inject::build_lead_inject;
 use vicibridge_runtime::lead_webhook::MAX_BODY_BYTES;
 use vicibridge_runtime::{BatchHandler, CrmSync, Delivery, Ingest, LeadWebhook, Outcome, WebhookRequest};
+use vicibridge_vicidial::CallUrl;
 use vicibridge_vicidial::non_agent_api::NonAgentApiError;
 
 use crate::queue::{LocalQueueError, QueueOptions, Settle, SqliteQueue, Synchronous};
@@ -39,7 +39,10 @@ pub struct ServeOptions {
 
 impl std::fmt::Debug for ServeOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServeOptions").field("listen", &self.listen).field("data_dir", &self.data_dir).finish_non_exhaustive()
+        f.debug_struct("ServeOptions")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -119,7 +122,10 @@ async fn webhook_route(State(h): State<Handlers>, request: Request, source: Lead
 
 /// Runs until `shutdown` resolves; then stops accepting, answers what is in flight and lets
 /// the worker finish its batch.
-pub async fn serve(options: ServeOptions, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+pub async fn serve(
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     serve_with_secret_writer(options, None, shutdown).await
 }
 

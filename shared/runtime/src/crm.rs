@@ -12,8 +12,8 @@ use vicibridge_core::ports::{Crm, PreviewRequests, SecretStore, SecretWriter};
 pub enum CrmSetupError {
     #[error("cannot open the dry-run record {path}: {source}")]
     DryRunFile { path: String, source: std::io::Error },
-    #[error("crm.kind = \"{0}\" is not available in this build")]
-    NotInThisBuild(CrmKind),
+    #[error("crm.kind = \"{0}\" needs its [{0}] section")]
+    MissingSection(CrmKind),
     #[error("cannot set up the Salesforce adapter: {0}")]
     Salesforce(String),
     #[error("cannot set up the HubSpot adapter: {0}")]
@@ -41,20 +41,17 @@ pub fn build_crm_with_writer(
         CrmKind::DryRun => Ok(Arc::new(dry_run::DryRunCrm::open(data_dir, preview(config))?)),
         CrmKind::Salesforce => {
             // Config::from_toml refuses kind = "salesforce" without the section.
-            let mut section = config.salesforce.clone().ok_or(CrmSetupError::NotInThisBuild(CrmKind::Salesforce))?;
+            let mut section = config.salesforce.clone().ok_or(CrmSetupError::MissingSection(CrmKind::Salesforce))?;
             // One Lead field holds VICIdial's lead_id: the lead-injection write-back names it.
-            if let Some(field) = config.lead_injection.as_ref().and_then(|l| l.salesforce.as_ref()?.write_back.clone()) {
+            if let Some(field) = config.lead_injection.as_ref().and_then(|l| l.salesforce.as_ref()?.write_back.clone())
+            {
                 section.lead_key_field = field;
             }
             let crm = vicibridge_salesforce::SalesforceCrm::new(section, secrets, writer)
                 .map_err(|e| CrmSetupError::Salesforce(e.to_string()))?;
             Ok(Arc::new(crm))
         }
-        CrmKind::Hubspot => {
-            vicibridge_hubspot::crm(config, secrets).map_err(|e| CrmSetupError::Hubspot(e.to_string()))
-        }
-        #[allow(unreachable_patterns)]
-        other => Err(CrmSetupError::NotInThisBuild(other)),
+        CrmKind::Hubspot => vicibridge_hubspot::crm(config, secrets).map_err(|e| CrmSetupError::Hubspot(e.to_string())),
     }
 }
 

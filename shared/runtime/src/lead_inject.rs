@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tracing::{error, info, warn};
+use vicibridge_core::Envelope;
 use vicibridge_core::config::{Config, LeadInjectionConfig};
 use vicibridge_core::event::{Event, LeadInjected, LeadInjection};
 use vicibridge_core::lead::{AddLeadOutcome, Dialer, DialerError, to_add_lead};
 use vicibridge_core::ports::{OutgoingMessage, Queue, SecretStore};
 use vicibridge_vicidial::non_agent_api::{NonAgentApi, NonAgentApiError, NonAgentApiOptions};
-use vicibridge_core::Envelope;
 
 use crate::metrics as m;
 use crate::retry::backoff;
@@ -179,7 +179,10 @@ impl LeadInject {
         match self.crm_events.send(&message).await {
             Ok(()) => Outcome::Done,
             // The lead exists; the retry finds it and queues the write-back again.
-            Err(e) => Outcome::Retry { delay: backoff(receive_count, None), reason: format!("cannot queue the CRM write-back: {e}") },
+            Err(e) => Outcome::Retry {
+                delay: backoff(receive_count, None),
+                reason: format!("cannot queue the CRM write-back: {e}"),
+            },
         }
     }
 

@@ -102,7 +102,8 @@ impl LeadWebhook {
         };
         let uri = req.public_uri(self.public_base_url.as_deref());
         let signed = SignedRequest { method: req.method, uri: &uri, body: req.body, headers: req.headers };
-        let verified = match hubspot::verify(&signed, doc.hubspot.as_ref(), Utc::now().timestamp_millis(), &self.replay) {
+        let verified = match hubspot::verify(&signed, doc.hubspot.as_ref(), Utc::now().timestamp_millis(), &self.replay)
+        {
             Ok(v) => v,
             Err(e) => return rejected(source, 401, &e.to_string()),
         };

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use vicibridge_core::config::Tz;
 use tracing::{error, info, warn};
 use vicibridge_core::config::Config;
+use vicibridge_core::config::Tz;
 use vicibridge_core::disposition::DispositionMap;
 use vicibridge_core::plan::{SyncPlan, plan};
 use vicibridge_core::ports::{Applied, Crm};
@@ -97,7 +97,10 @@ impl CrmSync {
         let results = if plans.is_empty() { Vec::new() } else { self.crm.apply(&plans).await };
         for (p, plan) in plans.iter().enumerate() {
             let result = results.get(p).cloned().unwrap_or_else(|| {
-                Err(SyncError::retryable(format!("CRM adapter {} returned no result for this message", self.crm.name())))
+                Err(SyncError::retryable(format!(
+                    "CRM adapter {} returned no result for this message",
+                    self.crm.name()
+                )))
             });
             for &i in &owners[p] {
                 outcomes[i] = Some(self.classify(plan, &batch[i], &result));

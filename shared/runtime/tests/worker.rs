@@ -32,7 +32,10 @@ impl Crm for ScriptedCrm {
             .iter()
             .map(|p| match p.lead_id().get() {
                 400 => Err(SyncError::permanent("HubSpot said 400: Property \"dealstage\" has invalid value")),
-                429 => Err(SyncError::Retryable { reason: "429 TEN_SECONDLY_ROLLING".into(), retry_after: Some(Duration::from_secs(120)) }),
+                429 => Err(SyncError::Retryable {
+                    reason: "429 TEN_SECONDLY_ROLLING".into(),
+                    retry_after: Some(Duration::from_secs(120)),
+                }),
                 503 => Err(SyncError::retryable("503 from the CRM")),
                 _ => Ok(Applied::Done),
             })
@@ -101,10 +104,25 @@ async fn each_message_is_classified_on_its_own() {
     ];
     let out = sync.process_batch(&batch).await;
     assert_eq!(out[0], Outcome::Done);
-    assert_eq!(out[1], Outcome::DeadLetter { reason: "HubSpot said 400: Property \"dealstage\" has invalid value".into() });
-    assert!(matches!(&out[2], Outcome::Retry { delay, reason } if *delay >= Duration::from_secs(120) && reason.contains("429")), "{:?}", out[2]);
-    assert!(matches!(&out[3], Outcome::Retry { delay, .. } if *delay >= Duration::from_secs(48)), "third attempt backs off further: {:?}", out[3]);
-    assert!(matches!(&out[4], Outcome::DeadLetter { reason } if reason.starts_with("message is not a vicibridge envelope")), "{:?}", out[4]);
+    assert_eq!(
+        out[1],
+        Outcome::DeadLetter { reason: "HubSpot said 400: Property \"dealstage\" has invalid value".into() }
+    );
+    assert!(
+        matches!(&out[2], Outcome::Retry { delay, reason } if *delay >= Duration::from_secs(120) && reason.contains("429")),
+        "{:?}",
+        out[2]
+    );
+    assert!(
+        matches!(&out[3], Outcome::Retry { delay, .. } if *delay >= Duration::from_secs(48)),
+        "third attempt backs off further: {:?}",
+        out[3]
+    );
+    assert!(
+        matches!(&out[4], Outcome::DeadLetter { reason } if reason.starts_with("message is not a vicibridge envelope")),
+        "{:?}",
+        out[4]
+    );
     assert!(matches!(&out[5], Outcome::DeadLetter { reason } if reason.contains("envelope version 2")), "{:?}", out[5]);
     assert_eq!(crm.seen.lock().unwrap().len(), 4, "undecodable messages never reach the CRM");
 }

@@ -1,8 +1,8 @@
 //! From a parsed VICIdial call URL to a typed event, validating what each event needs.
 
 use chrono::NaiveDateTime;
-use vicibridge_core::event::{CallInfo, CallKey, CallStart, Disposition, Event, EventKind, LeadFields, NewLead};
 use vicibridge_core::LeadId;
+use vicibridge_core::event::{CallInfo, CallKey, CallStart, Disposition, Event, EventKind, LeadFields, NewLead};
 
 use crate::query::{VicidialQuery, form_decode};
 
@@ -96,7 +96,11 @@ fn lead_id(q: &VicidialQuery) -> Result<LeadId, RequestError> {
         .map_err(|_| RequestError::Invalid { key: "lead_id", reason: "must be 1 to 10 digits" })
 }
 
-fn number<T: std::str::FromStr>(q: &VicidialQuery, key: &'static str, reason: &'static str) -> Result<Option<T>, RequestError> {
+fn number<T: std::str::FromStr>(
+    q: &VicidialQuery,
+    key: &'static str,
+    reason: &'static str,
+) -> Result<Option<T>, RequestError> {
     q.get(key)
         .map(|v| {
             if v.bytes().all(|b| b.is_ascii_digit()) { v.parse().ok() } else { None }

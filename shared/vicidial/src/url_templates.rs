@@ -5,21 +5,56 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 /// Tags of the Start Call URL. Not `recording_*`, `dispo_name`, `callback_*`, `talk_time_ms`
 /// or `term_reason`: VICIdial does not fill them there and they would arrive literally (§10.2).
 const START_CALL_TAGS: &[&str] = &[
-    "lead_id", "vendor_lead_code", "list_id", "phone_code", "phone_number", "title", "first_name", "last_name",
-    "address1", "city", "state", "postal_code", "country_code", "email", "user", "campaign", "group", "uniqueid",
-    "call_id", "dialed_number", "epoch",
+    "lead_id",
+    "vendor_lead_code",
+    "list_id",
+    "phone_code",
+    "phone_number",
+    "title",
+    "first_name",
+    "last_name",
+    "address1",
+    "city",
+    "state",
+    "postal_code",
+    "country_code",
+    "email",
+    "user",
+    "campaign",
+    "group",
+    "uniqueid",
+    "call_id",
+    "dialed_number",
+    "epoch",
 ];
 
 /// Tags of the Dispo Call URL: the call's outcome on top of the Start Call tags.
-const DISPO_EXTRA_TAGS: &[&str] = &[
-    "dispo", "dispo_name", "talk_time", "recording_filename", "recording_id", "callback_datetime",
-];
+const DISPO_EXTRA_TAGS: &[&str] =
+    &["dispo", "dispo_name", "talk_time", "recording_filename", "recording_id", "callback_datetime"];
 
 /// Tags of the API New Lead URL. No `SQLdate`/`epoch`: always empty on that path (§3).
 const NEW_LEAD_TAGS: &[&str] = &[
-    "lead_id", "vendor_lead_code", "source_id", "list_id", "phone_code", "phone_number", "alt_phone", "title",
-    "first_name", "last_name", "address1", "city", "state", "postal_code", "country_code", "email", "comments",
-    "user", "campaign", "status", "entry_date",
+    "lead_id",
+    "vendor_lead_code",
+    "source_id",
+    "list_id",
+    "phone_code",
+    "phone_number",
+    "alt_phone",
+    "title",
+    "first_name",
+    "last_name",
+    "address1",
+    "city",
+    "state",
+    "postal_code",
+    "country_code",
+    "email",
+    "comments",
+    "user",
+    "campaign",
+    "status",
+    "entry_date",
 ];
 
 const TOKEN_SET: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');

@@ -59,7 +59,10 @@ fn call_start_and_new_lead() {
 #[test]
 fn bad_input_names_the_variable() {
     let e = event(CallUrl::Dispo, &fixture("start_url_misused.query")).unwrap_err();
-    assert_eq!(e, RequestError::Unsubstituted { key: "recording_filename".into(), variable: "recording_filename".into() });
+    assert_eq!(
+        e,
+        RequestError::Unsubstituted { key: "recording_filename".into(), variable: "recording_filename".into() }
+    );
     assert!(e.to_string().contains("--A--recording_filename--B--"));
 
     let cases: &[(&str, &str)] = &[
@@ -69,7 +72,10 @@ fn bad_input_names_the_variable() {
         ("lead_id=1&dispo=SALE", "missing `uniqueid` or `call_id`"),
         ("lead_id=1&lead_id=2&uniqueid=1.2&dispo=SALE", "query key `lead_id` is repeated with different values"),
         ("lead_id=1&uniqueid=1.2&dispo=SALE&talk_time=1m", "`talk_time` must be a whole number of seconds"),
-        ("lead_id=1&uniqueid=1.2&dispo=SALE&callback_datetime=tomorrow", "`callback_datetime` must be YYYY-MM-DD HH:MM:SS"),
+        (
+            "lead_id=1&uniqueid=1.2&dispo=SALE&callback_datetime=tomorrow",
+            "`callback_datetime` must be YYYY-MM-DD HH:MM:SS",
+        ),
     ];
     for (raw, msg) in cases {
         let e = event(CallUrl::Dispo, raw).unwrap_err();
@@ -84,7 +90,10 @@ fn bad_input_names_the_variable() {
 #[test]
 fn printed_urls_round_trip() {
     let urls = call_urls("https://abc.execute-api.us-east-1.amazonaws.com/", "tok/+=");
-    assert!(urls.dispo_call_url.starts_with("https://abc.execute-api.us-east-1.amazonaws.com/vicidial/dispo?token=tok%2F%2B%3D&"));
+    assert!(
+        urls.dispo_call_url
+            .starts_with("https://abc.execute-api.us-east-1.amazonaws.com/vicidial/dispo?token=tok%2F%2B%3D&")
+    );
     for unavailable in ["recording", "dispo_name", "callback", "talk_time_ms", "term_reason"] {
         assert!(!urls.start_call_url.contains(unavailable), "{unavailable} is not filled in a Start Call URL");
     }
@@ -94,16 +103,19 @@ fn printed_urls_round_trip() {
         query
             .split('&')
             .map(|p| match p.split_once("=--A--") {
-                Some((k, _)) => format!("{k}={}", match k {
-                    "lead_id" => "5",
-                    "uniqueid" => "1795298900.1",
-                    "dispo" => "SALE",
-                    "talk_time" => "12",
-                    "epoch" => "1795298982",
-                    "callback_datetime" => "",
-                    "dispo_name" => "Sale%2BMade",
-                    _ => "x",
-                }),
+                Some((k, _)) => format!(
+                    "{k}={}",
+                    match k {
+                        "lead_id" => "5",
+                        "uniqueid" => "1795298900.1",
+                        "dispo" => "SALE",
+                        "talk_time" => "12",
+                        "epoch" => "1795298982",
+                        "callback_datetime" => "",
+                        "dispo_name" => "Sale%2BMade",
+                        _ => "x",
+                    }
+                ),
                 None => p.to_owned(),
             })
             .collect::<Vec<_>>()
@@ -111,7 +123,9 @@ fn printed_urls_round_trip() {
     };
     let q = VicidialQuery::parse(&fill(&urls.dispo_call_url));
     assert_eq!(q.token(), Some("tok/+="));
-    assert!(matches!(to_event(CallUrl::Dispo, &q), Ok(Event::Dispo(d)) if d.status_name.as_deref() == Some("Sale Made")));
+    assert!(
+        matches!(to_event(CallUrl::Dispo, &q), Ok(Event::Dispo(d)) if d.status_name.as_deref() == Some("Sale Made"))
+    );
     assert!(to_event(CallUrl::CallStart, &VicidialQuery::parse(&fill(&urls.start_call_url))).is_ok());
     assert!(to_event(CallUrl::NewLead, &VicidialQuery::parse(&fill(&urls.api_new_lead_url))).is_ok());
 }

@@ -395,7 +395,10 @@ mod tests {
         let config = super::super::Config::from_toml(text).unwrap();
         let problems: Vec<String> = config.problems().iter().map(ToString::to_string).collect();
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].starts_with("warning: dispositions.SALE.deal_stage") && problems[0].contains("internal id"), "{problems:?}");
+        assert!(
+            problems[0].starts_with("warning: dispositions.SALE.deal_stage") && problems[0].contains("internal id"),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -76,9 +76,27 @@ fn default_timeout() -> u32 {
 
 /// add_lead fields a mapping may fill (reference §2.1), besides phone and list.
 pub const ADD_LEAD_FIELDS: &[&str] = &[
-    "title", "first_name", "middle_initial", "last_name", "address1", "address2", "address3", "city", "state",
-    "province", "postal_code", "country_code", "gender", "date_of_birth", "alt_phone", "email", "security_phrase",
-    "comments", "rank", "owner", "source_id",
+    "title",
+    "first_name",
+    "middle_initial",
+    "last_name",
+    "address1",
+    "address2",
+    "address3",
+    "city",
+    "state",
+    "province",
+    "postal_code",
+    "country_code",
+    "gender",
+    "date_of_birth",
+    "alt_phone",
+    "email",
+    "security_phrase",
+    "comments",
+    "rank",
+    "owner",
+    "source_id",
 ];
 
 /// The usual fields of each source, used when `fields` is empty.
@@ -102,8 +120,18 @@ pub const SALESFORCE_FIELDS: &[(&str, &str)] = &[
 ];
 
 const DUPLICATE_CHECKS: &[&str] = &[
-    "DUPLIST", "DUPCAMP", "DUPSYS", "DUPPHONEALTLIST", "DUPPHONEALTCAMP", "DUPPHONEALTSYS", "DUPTITLEALTPHONELIST",
-    "DUPTITLEALTPHONECAMP", "DUPTITLEALTPHONESYS", "DUPNAMEPHONELIST", "DUPNAMEPHONECAMP", "DUPNAMEPHONESYS",
+    "DUPLIST",
+    "DUPCAMP",
+    "DUPSYS",
+    "DUPPHONEALTLIST",
+    "DUPPHONEALTCAMP",
+    "DUPPHONEALTSYS",
+    "DUPTITLEALTPHONELIST",
+    "DUPTITLEALTPHONECAMP",
+    "DUPTITLEALTPHONESYS",
+    "DUPNAMEPHONELIST",
+    "DUPNAMEPHONECAMP",
+    "DUPNAMEPHONESYS",
 ];
 
 fn list_id_ok(id: &str) -> bool {
@@ -115,13 +143,20 @@ impl LeadInjectionConfig {
     pub fn problems(&self, out: &mut Vec<Problem>) {
         let mut error = |key: String, message: String| out.push(Problem { key, message, severity: Severity::Error });
         if !(2..=20).contains(&self.source.len()) || !self.source.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            error("lead_injection.source".into(), "must be 2 to 20 letters and digits (VICIdial's add_lead filter)".into());
+            error(
+                "lead_injection.source".into(),
+                "must be 2 to 20 letters and digits (VICIdial's add_lead filter)".into(),
+            );
         }
         let dup = self.duplicate_check.to_ascii_uppercase();
         if !dup.is_empty() && !DUPLICATE_CHECKS.iter().any(|d| dup.contains(d)) {
             error(
                 "lead_injection.duplicate_check".into(),
-                format!("{:?} names no VICIdial check; use one of {}", self.duplicate_check, DUPLICATE_CHECKS.join(", ")),
+                format!(
+                    "{:?} names no VICIdial check; use one of {}",
+                    self.duplicate_check,
+                    DUPLICATE_CHECKS.join(", ")
+                ),
             );
         }
         if let Err(e) = parse_region(&self.default_country) {
@@ -151,7 +186,10 @@ impl LeadInjectionConfig {
             }
             for field in m.fields.keys() {
                 if !ADD_LEAD_FIELDS.contains(&field.as_str()) {
-                    error(format!("{prefix}.fields.{field}"), format!("not an add_lead field; use one of {}", ADD_LEAD_FIELDS.join(", ")));
+                    error(
+                        format!("{prefix}.fields.{field}"),
+                        format!("not an add_lead field; use one of {}", ADD_LEAD_FIELDS.join(", ")),
+                    );
                 }
             }
         }

@@ -108,8 +108,8 @@ impl Default for QueueConfig {
         QueueConfig {
             visibility_timeout_secs: 60,
             max_receive_count: 5,
-            batch_size: 100,
-            batching_window_ms: 200,
+            batch_size: 1000,
+            batching_window_ms: 500,
             durability: Durability::Process,
         }
     }
@@ -186,17 +186,22 @@ impl Config {
         let mut error = |key: String, message: String| out.push(Problem { key, message, severity: Severity::Error });
         let url = &self.vicidial.base_url;
         if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < "http://x".len() {
-            error("vicidial.base_url".into(), format!("{url:?} is not an http(s) URL such as \"https://dialer.example.com\""));
+            error(
+                "vicidial.base_url".into(),
+                format!("{url:?} is not an http(s) URL such as \"https://dialer.example.com\""),
+            );
         } else if url.contains('?') || url.contains('#') {
             error("vicidial.base_url".into(), "must not carry a query or fragment".into());
         }
         match self.crm.kind {
-            CrmKind::Hubspot if self.hubspot.is_none() => {
-                error("hubspot".into(), "crm.kind is \"hubspot\": add a [hubspot] section (base_url = \"https://api.hubapi.com\")".into())
-            }
+            CrmKind::Hubspot if self.hubspot.is_none() => error(
+                "hubspot".into(),
+                "crm.kind is \"hubspot\": add a [hubspot] section (base_url = \"https://api.hubapi.com\")".into(),
+            ),
             CrmKind::Salesforce if self.salesforce.is_none() => error(
                 "salesforce".into(),
-                "crm.kind is \"salesforce\": add a [salesforce] section (login_url = \"https://login.salesforce.com\")".into(),
+                "crm.kind is \"salesforce\": add a [salesforce] section (login_url = \"https://login.salesforce.com\")"
+                    .into(),
             ),
             _ => {}
         }
@@ -210,12 +215,14 @@ impl Config {
         if q.batch_size == 0 || q.batch_size > 10_000 {
             error("queue.batch_size".into(), "must be between 1 and 10000".into());
         }
-        let layers = std::iter::once(("dispositions".to_owned(), &self.dispositions)).chain(
-            self.campaigns.iter().map(|(id, c)| (format!("campaigns.{id}.dispositions"), &c.dispositions)),
-        );
+        let layers = std::iter::once(("dispositions".to_owned(), &self.dispositions))
+            .chain(self.campaigns.iter().map(|(id, c)| (format!("campaigns.{id}.dispositions"), &c.dispositions)));
         for (prefix, map) in layers {
             for status in map.keys() {
-                if status.is_empty() || status.len() > 6 || !status.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                if status.is_empty()
+                    || status.len() > 6
+                    || !status.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
                     error(
                         format!("{prefix}.{status}"),
                         "a VICIdial status is 1 to 6 letters, digits, '-' or '_' (vicidial_list.status is 6 characters)".into(),
@@ -275,7 +282,8 @@ mod tests {
         let e = err(&format!("{MINIMAL}[vicidial2]\n"));
         assert!(e.contains("unknown field `vicidial2`"), "{e}");
 
-        let e = err("[vicidial]\nbase_url = \"https://d\"\nserver_time_zone = \"Mars/Base\"\n[crm]\nkind = \"dry-run\"\n");
+        let e =
+            err("[vicidial]\nbase_url = \"https://d\"\nserver_time_zone = \"Mars/Base\"\n[crm]\nkind = \"dry-run\"\n");
         assert!(e.contains("Mars/Base") && e.contains("IANA"), "{e}");
 
         let e = err("[vicidial]\nbase_url = \"https://d\"\n[crm]\nkind = \"zapier\"\n");

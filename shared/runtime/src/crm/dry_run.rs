@@ -10,10 +10,10 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::Utc;
 use serde::Serialize;
+use std::sync::Arc;
 use tracing::info;
 use vicibridge_core::SyncError;
 use vicibridge_core::plan::{Change, SyncPlan};
-use std::sync::Arc;
 
 use vicibridge_core::ports::{Applied, Crm, PreviewRequests, RequestPreview};
 
@@ -79,7 +79,8 @@ impl DryRunCrm {
             plan,
             requests,
         };
-        let line = serde_json::to_string(&record).map_err(|e| SyncError::permanent(format!("cannot encode the dry-run record: {e}")))?;
+        let line = serde_json::to_string(&record)
+            .map_err(|e| SyncError::permanent(format!("cannot encode the dry-run record: {e}")))?;
         info!(target: "vicibridge::dry_run", record = %line, "dry-run");
         if let Some((path, file)) = &self.file {
             let mut f = file.lock().map_err(|_| SyncError::retryable("dry-run file lock poisoned"))?;
