@@ -5,8 +5,8 @@
 //!
 //!     cargo run --release -p vicibridge-tests --example hubspot_burst [-- DISPOSITIONS CONNECTIONS BATCH_SIZE WINDOW_MS]
 //!
-//! `BATCH_SIZE` / `WINDOW_MS` are `[queue] batch_size` / `batching_window_ms` (default 100 /
-//! 200, the shipped defaults).
+//! `BATCH_SIZE` / `WINDOW_MS` are `[queue] batch_size` / `batching_window_ms` (default 1000 /
+//! 500, the shipped defaults).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)] // a benchmark driver
 
@@ -34,8 +34,8 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let total: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let conns: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(32);
-    let batch_size: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(100);
-    let window_ms: u64 = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(200);
+    let batch_size: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let window_ms: u64 = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(500);
 
     let sim = HubspotSim::start(HS_TOKEN).await;
     let contacts: Vec<String> = (0..500).map(|i| sim.add_contact(json!({"phone": format!("72755{i:05}")}))).collect();

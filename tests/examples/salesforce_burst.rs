@@ -33,7 +33,7 @@ async fn main() {
     let secrets_path = dir.path().join("secrets.json");
     let doc = json!({ "ingest_tokens": [TOKEN], "salesforce": { "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "refresh_token": REFRESH_TOKEN } });
     std::fs::write(&secrets_path, doc.to_string()).unwrap();
-    // The example configuration's queue settings (batch 100, 200 ms window).
+    // The default queue settings ([queue] batch_size 1000, batching_window_ms 500).
     let config = Config::from_toml(&format!(
         "[vicidial]\nbase_url = \"https://dialer.example.com\"\nserver_time_zone = \"America/New_York\"\n[crm]\nkind = \"salesforce\"\n[salesforce]\nlogin_url = \"{}\"\n[dispositions.SALE]\nlead_status = \"Closed - Converted\"\n[dispositions.NI]\nlead_status = \"Closed - Not Converted\"\n[dispositions.CALLBK]\nlead_status = \"Working - Contacted\"\n",
         sim.base

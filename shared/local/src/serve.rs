@@ -13,7 +13,7 @@ use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use vicibridge_core::config::{Config, Durability};
 use vicibridge_core::event::LeadSource;
 use vicibridge_core::ports::SecretStore;
@@ -60,6 +60,8 @@ pub enum ServeError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("HTTP server failed: {0}")]
     Http(std::io::Error),
+    #[error("cannot start the workers' thread: {0}")]
+    Workers(std::io::Error),
 }
 
 fn queue_options(config: &Config) -> QueueOptions {
@@ -160,16 +162,38 @@ pub async fn serve_with_secret_writer(
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let workers = [
-        tokio::spawn(worker_loop(crm_events, Arc::new(sync), config.clone(), stop_rx.clone())),
-        tokio::spawn(worker_loop(lead_injections, Arc::new(inject), config, stop_rx)),
-    ];
+    // The workers get a thread and runtime of their own: a batch is CPU work done in one go,
+    // and on the HTTP runtime it would hold up the requests queued behind it, while VICIdial
+    // (and an agent's screen) waits on those. The queue absorbs what the workers have not
+    // reached yet.
+    let workers = std::thread::Builder::new()
+        .name("vicibridge-workers".into())
+        .spawn(move || {
+            // Lowest scheduling priority: under load the kernel gives the CPU to the HTTP
+            // threads first, and the workers catch up from the durable queue when it eases.
+            if let Err(e) = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min) {
+                warn!(error = ?e, "cannot lower the workers' thread priority; they share the CPU evenly");
+            }
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    error!(error = %e, "cannot start the workers' runtime");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                tokio::join!(
+                    worker_loop(crm_events, Arc::new(sync), config.clone(), stop_rx.clone()),
+                    worker_loop(lead_injections, Arc::new(inject), config, stop_rx),
+                );
+            });
+        })
+        .map_err(ServeError::Workers)?;
     let result = axum::serve(listener, router(handlers)).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);
-    for worker in workers {
-        if let Err(e) = worker.await {
-            warn!(error = %e, "a worker ended abnormally");
-        }
+    let joined = tokio::task::spawn_blocking(move || workers.join()).await;
+    if !matches!(joined, Ok(Ok(()))) {
+        warn!("the workers' thread ended abnormally");
     }
     info!("vicibridge serve: stopped");
     result.map_err(ServeError::Http)

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use serde::Serialize;
 use std::sync::Arc;
-use tracing::info;
+use tracing::{debug, info};
 use vicibridge_core::SyncError;
 use vicibridge_core::plan::{Change, SyncPlan};
 
@@ -81,7 +81,11 @@ impl DryRunCrm {
         };
         let line = serde_json::to_string(&record)
             .map_err(|e| SyncError::permanent(format!("cannot encode the dry-run record: {e}")))?;
-        info!(target: "vicibridge::dry_run", record = %line, "dry-run");
+        // Without a file (Lambda) the log is the record; with one, the log gets it at debug.
+        match &self.file {
+            None => info!(target: "vicibridge::dry_run", record = %line, "dry-run"),
+            Some(_) => debug!(target: "vicibridge::dry_run", record = %line, "dry-run"),
+        }
         if let Some((path, file)) = &self.file {
             let mut f = file.lock().map_err(|_| SyncError::retryable("dry-run file lock poisoned"))?;
             writeln!(f, "{line}").map_err(|e| SyncError::retryable(format!("cannot write {}: {e}", path.display())))?;
