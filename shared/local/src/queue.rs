@@ -347,13 +347,7 @@ impl SqliteQueue {
     /// message was delivered again since, or is already gone) and nothing was deleted.
     pub async fn delete(&self, receipt: &Receipt) -> Result<bool, LocalQueueError> {
         let receipt = receipt.clone();
-        self.call(Kind::Other, move |conn, _| {
-            let deleted = conn
-                .prepare_cached("DELETE FROM messages WHERE seq = ?1 AND message_id = ?2 AND receive_count = ?3")?
-                .execute(params![receipt.seq, receipt.message_id, receipt.receive_count])?;
-            Ok(deleted == 1)
-        })
-        .await
+        self.call(Kind::Other, move |conn, _| delete_row(conn, &receipt)).await
     }
 
     /// Makes the message visible again after `delay` (SQS ChangeMessageVisibility) and
@@ -361,21 +355,8 @@ impl SqliteQueue {
     pub async fn retry_later(&self, receipt: &Receipt, delay: Duration, reason: &str) -> Result<bool, LocalQueueError> {
         let receipt = receipt.clone();
         let reason = reason.to_owned();
-        let delay_ms = millis(delay);
-        self.call(if delay_ms == 0 { Kind::Wakes } else { Kind::Other }, move |conn, ctx| {
-            let changed = conn
-                .prepare_cached(
-                    "UPDATE messages SET visible_at_ms = ?4, last_failure = ?5
-                     WHERE seq = ?1 AND message_id = ?2 AND receive_count = ?3",
-                )?
-                .execute(params![
-                    receipt.seq,
-                    receipt.message_id,
-                    receipt.receive_count,
-                    ctx.now_ms.saturating_add(delay_ms),
-                    reason
-                ])?;
-            Ok(changed == 1)
+        self.call(if delay.is_zero() { Kind::Wakes } else { Kind::Other }, move |conn, ctx| {
+            retry_row(conn, ctx, &receipt, delay, &reason)
         })
         .await
     }
@@ -400,29 +381,8 @@ impl SqliteQueue {
             let mut stale = 0;
             for (receipt, settle) in &items {
                 let done = match settle {
-                    Settle::Delete => {
-                        conn.prepare_cached(
-                            "DELETE FROM messages WHERE seq = ?1 AND message_id = ?2 AND receive_count = ?3",
-                        )?
-                        .execute(params![
-                            receipt.seq,
-                            receipt.message_id,
-                            receipt.receive_count
-                        ])? == 1
-                    }
-                    Settle::RetryLater { delay, reason } => {
-                        conn.prepare_cached(
-                            "UPDATE messages SET visible_at_ms = ?4, last_failure = ?5
-                             WHERE seq = ?1 AND message_id = ?2 AND receive_count = ?3",
-                        )?
-                        .execute(params![
-                            receipt.seq,
-                            receipt.message_id,
-                            receipt.receive_count,
-                            ctx.now_ms.saturating_add(millis(*delay)),
-                            reason
-                        ])? == 1
-                    }
+                    Settle::Delete => delete_row(conn, receipt)?,
+                    Settle::RetryLater { delay, reason } => retry_row(conn, ctx, receipt, *delay, reason)?,
                     Settle::DeadLetter { reason } => move_to_dead_letters(conn, ctx, receipt, reason)?,
                 };
                 if !done {
@@ -775,6 +735,29 @@ fn receive_rows(conn: &Connection, ctx: &Ctx, max: usize) -> rusqlite::Result<Ve
         }
     }
     Ok(out)
+}
+
+fn delete_row(conn: &Connection, receipt: &Receipt) -> rusqlite::Result<bool> {
+    let deleted = conn
+        .prepare_cached("DELETE FROM messages WHERE seq = ?1 AND message_id = ?2 AND receive_count = ?3")?
+        .execute(params![receipt.seq, receipt.message_id, receipt.receive_count])?;
+    Ok(deleted == 1)
+}
+
+fn retry_row(conn: &Connection, ctx: &Ctx, receipt: &Receipt, delay: Duration, reason: &str) -> rusqlite::Result<bool> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE messages SET visible_at_ms = ?4, last_failure = ?5
+             WHERE seq = ?1 AND message_id = ?2 AND receive_count = ?3",
+        )?
+        .execute(params![
+            receipt.seq,
+            receipt.message_id,
+            receipt.receive_count,
+            ctx.now_ms.saturating_add(millis(delay)),
+            reason
+        ])?;
+    Ok(changed == 1)
 }
 
 fn move_to_dead_letters(conn: &Connection, ctx: &Ctx, receipt: &Receipt, reason: &str) -> rusqlite::Result<bool> {
