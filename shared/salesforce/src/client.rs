@@ -99,14 +99,7 @@ pub(crate) fn network_message(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "timed out".into();
     }
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
+    vicibridge_core::error_chain(e)
 }
 
 impl SfClient {

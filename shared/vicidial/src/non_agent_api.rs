@@ -359,14 +359,7 @@ fn password_survives_filter(pass: &str) -> bool {
 
 /// The error and its sources on one line: reqwest's own message hides the cause.
 fn error_chain(e: &reqwest::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
+    vicibridge_core::error_chain(e)
 }
 
 async fn read_limited(mut response: reqwest::Response) -> Result<String, reqwest::Error> {
