@@ -9,6 +9,11 @@ use std::sync::Arc;
 
 mod hubspot_setup;
 
+// Measured under `serve` load: glibc's allocator spent about a tenth of the HTTP threads'
+// time in malloc/free, mostly freeing on one thread what another allocated (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use vicibridge_core::config::{Config, ConfigError, CrmKind, Severity};
 use vicibridge_core::ports::{SecretStore, SecretWriter};
@@ -119,7 +124,7 @@ async fn shutdown_signal() {
 async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve { config, secrets: secrets_path, listen, data_dir, log_format } => {
-            init_logging(match log_format {
+            let _log = init_logging(match log_format {
                 LogFormatArg::Text => LogFormat::Text,
                 LogFormatArg::Json => LogFormat::Json,
             });

@@ -12,6 +12,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 use vicibridge_core::config::{Config, Durability};
@@ -189,6 +190,13 @@ pub async fn serve_with_secret_writer(
             });
         })
         .map_err(ServeError::Workers)?;
+    // Answers are one small write each: send them at once (Nagle would hold one back while a
+    // previous segment is unacknowledged).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     let result = axum::serve(listener, router(handlers)).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);
     let joined = tokio::task::spawn_blocking(move || workers.join()).await;

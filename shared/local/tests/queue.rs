@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vicibridge_core::ports::{OutgoingMessage, Queue};
-use vicibridge_local::queue::{LocalQueueError, QueueOptions, QueueStats, Settle, SqliteQueue, Synchronous};
+use vicibridge_local::queue::{
+    LocalQueueError, MAX_ROWS_PER_TRANSACTION, QueueOptions, QueueStats, Settle, SqliteQueue, Synchronous,
+};
 
 /// Short enough for re-delivery tests to wait for; tests sleep past it, never time it.
 const SHORT: Duration = Duration::from_millis(200);
@@ -335,4 +337,25 @@ async fn settle_carries_out_a_whole_batch_at_once() {
     assert_eq!((again.len(), again[0].key.as_str(), again[0].receive_count), (1, "later", 2));
     let dead = queue.dead_letters().await.unwrap();
     assert_eq!((dead[0].key.as_str(), dead[0].reason.as_str()), ("dead", "invalid phone"));
+}
+
+#[tokio::test]
+async fn batches_larger_than_one_transaction_are_received_and_settled_whole_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = open(&dir.path().join("q.db"), Duration::from_secs(60), 5);
+    let total = MAX_ROWS_PER_TRANSACTION * 2 + 50;
+    for i in 0..total {
+        queue.send(&message(&format!("m{i:04}"))).await.unwrap();
+    }
+    // Exactly `max`, even when it is not a multiple of the transaction size.
+    let first = queue.receive(MAX_ROWS_PER_TRANSACTION + 1).await.unwrap();
+    assert_eq!(first.len(), MAX_ROWS_PER_TRANSACTION + 1);
+    let rest = queue.receive(10 * total).await.unwrap();
+    let keys: Vec<String> = first.iter().chain(&rest).map(|m| m.key.clone()).collect();
+    let expected: Vec<String> = (0..total).map(|i| format!("m{i:04}")).collect();
+    assert_eq!(keys, expected, "every message once, in send order");
+
+    let settled = first.iter().chain(&rest).map(|m| (m.receipt.clone(), Settle::Delete)).collect();
+    assert_eq!(queue.settle(settled).await.unwrap(), 0);
+    assert_eq!(queue.stats().await.unwrap(), QueueStats::default());
 }
