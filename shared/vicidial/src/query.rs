@@ -5,8 +5,9 @@
 //! twice. API Gateway's pre-parsed parameters join repeated keys with commas and hide the
 //! difference, so we always parse the raw query ourselves.
 
-use std::collections::HashMap;
+use std::sync::LazyLock;
 
+use memchr::memmem::Finder;
 use percent_encoding::percent_decode;
 
 /// Longest query we accept; VICIdial's longest URL with every tag is far below this.
@@ -14,11 +15,17 @@ pub const MAX_QUERY_BYTES: usize = 8 * 1024;
 
 /// Variables that carry secrets. Dropped while parsing: never stored, queued or logged.
 /// `pass`/`phone_pass` are the agent's passwords (§12: never put them in a URL).
+// Built once: every value of every request is searched for a tag.
+static TAG_START: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("--A--"));
+static TAG_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("--B--"));
+
 const SECRET_KEYS: &[&str] = &["pass", "phone_pass", "token"];
 
 #[derive(Debug, Default)]
 pub struct VicidialQuery {
-    values: HashMap<String, String>,
+    /// foldhash, not SipHash: hashing the keys was a visible part of ingest's CPU. Still
+    /// seeded per process, so keys chosen by a caller cannot force collisions.
+    values: foldhash::HashMap<String, String>,
     token: Option<String>,
     token_conflict: bool,
     /// First key seen twice with different values.
@@ -101,8 +108,8 @@ impl VicidialQuery {
             .values
             .iter()
             .filter_map(|(k, v)| {
-                let start = v.find("--A--")? + 5;
-                let len = v[start..].find("--B--")?;
+                let start = TAG_START.find(v.as_bytes())? + 5;
+                let len = TAG_END.find(&v.as_bytes()[start..])?;
                 Some((k.as_str(), v[start..start + len].to_owned()))
             })
             .collect();
