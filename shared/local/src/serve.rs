@@ -170,11 +170,7 @@ pub async fn serve_with_secret_writer(
     let workers = std::thread::Builder::new()
         .name("vicibridge-workers".into())
         .spawn(move || {
-            // Lowest scheduling priority: under load the kernel gives the CPU to the HTTP
-            // threads first, and the workers catch up from the durable queue when it eases.
-            if let Err(e) = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min) {
-                warn!(error = ?e, "cannot lower the workers' thread priority; they share the CPU evenly");
-            }
+            lower_priority();
             let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -205,6 +201,24 @@ pub async fn serve_with_secret_writer(
     }
     info!("vicibridge serve: stopped");
     result.map_err(ServeError::Http)
+}
+
+/// Lowest scheduling priority for the workers' thread: under load the kernel gives the CPU
+/// to the HTTP threads first, and the workers catch up from the durable queue when it eases.
+/// On Linux that is SCHED_IDLE, which also never preempts a request being handled.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        let native = thread_priority::thread_native_id();
+        if thread_priority::set_thread_priority_and_policy(native, ThreadPriority::Min, idle).is_ok() {
+            return;
+        }
+    }
+    if let Err(e) = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min) {
+        warn!(error = ?e, "cannot lower the workers' thread priority; they share the CPU evenly");
+    }
 }
 
 /// The in-process crm-sync worker: receive a batch (waiting up to the batching window for it
