@@ -103,8 +103,13 @@ impl SecretStore for FileSecrets {
         if self.is_fresh(&cached) {
             return Ok(cached.doc);
         }
-        let _reloading = self.reload.lock().await;
-        // Another caller may have re-read the file while we waited for the lock.
+        // While another caller re-reads the file, answer with the document we have: that
+        // caller may be the idle-priority worker thread, and an ingest request must not wait
+        // for it to be scheduled.
+        let Ok(_reloading) = self.reload.try_lock() else {
+            return Ok(cached.doc);
+        };
+        // Another caller may have re-read the file just before we took the lock.
         let cached = self.cached();
         if self.is_fresh(&cached) {
             return Ok(cached.doc);
