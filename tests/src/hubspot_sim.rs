@@ -133,6 +133,9 @@ const STANDARD: &[(&str, &[&str])] = &[
 ];
 const LEAD_STATUSES: &[&str] =
     &["NEW", "OPEN", "IN_PROGRESS", "OPEN_DEAL", "UNQUALIFIED", "ATTEMPTED_TO_CONTACT", "CONNECTED", "BAD_TIMING"];
+/// `hs_task_type`'s options. The last is HubSpot's own value for a to-do task, not a work
+/// marker; vicibridge sends only CALL.
+const TASK_TYPES: &[&str] = &["EMAIL", "CALL", "TODO"];
 const CALL_STATUSES: &[&str] = &[
     "BUSY",
     "CALLING_CRM_USER",
@@ -232,7 +235,7 @@ impl SimState {
                 "hs_lead_status" => !s.is_empty() && !LEAD_STATUSES.contains(&s.as_str()),
                 "hs_call_status" => !CALL_STATUSES.contains(&s.as_str()),
                 "dealstage" => !DEAL_STAGES.contains(&s.as_str()) && !s.bytes().all(|b| b.is_ascii_digit()),
-                "hs_task_type" => !["EMAIL", "CALL", "TODO"].contains(&s.as_str()),
+                "hs_task_type" => !TASK_TYPES.contains(&s.as_str()),
                 "hs_call_direction" => !["INBOUND", "OUTBOUND"].contains(&s.as_str()),
                 "hs_call_recording_url" => !s.starts_with("https://"),
                 "hs_timestamp" | "hs_call_duration" => {

@@ -194,6 +194,9 @@ async fn no_secret_reaches_a_log_a_record_an_answer_or_the_queue() {
     serve.stop();
 
     let mut haystack = serve.log_text();
+    // Log lines are written by a buffering thread: the shutdown must have written them out,
+    // or the search below would miss them.
+    assert!(haystack.contains("vicidial:dispo:21:uniqueid:1795298900.5"), "the log was written out at shutdown");
     haystack.push_str(&answers);
     haystack.push_str(&std::fs::read_to_string(data.join("dry-run.jsonl")).unwrap());
     for file in ["crm-events.db", "crm-events.db-wal"] {

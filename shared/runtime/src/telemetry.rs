@@ -18,13 +18,10 @@ pub enum LogFormat {
 }
 
 /// Keeps the thread that writes the log; dropping it writes out what is still buffered.
+#[derive(Debug)]
 #[must_use = "log lines still buffered when the guard is dropped are written then; keep it until exit"]
-pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
-
-impl std::fmt::Debug for LogGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LogGuard")
-    }
+pub struct LogGuard {
+    _writer: WorkerGuard,
 }
 
 /// Logs to stderr. `RUST_LOG` overrides the default `info`.
@@ -48,5 +45,5 @@ pub fn init_logging(format: LogFormat) -> LogGuard {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
-    LogGuard(guard)
+    LogGuard { _writer: guard }
 }
