@@ -1,5 +1,6 @@
 //! Shared helpers for the integration tests in `tests/tests/`.
 
+pub mod browser;
 pub mod hubspot_sim;
 pub mod moto;
 pub mod salesforce_sim;
