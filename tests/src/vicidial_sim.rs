@@ -7,7 +7,8 @@
 //! body), and the API New Lead URL request must carry only `Host` and `Connection: close`,
 //! like PHP's `file()` (§3), which an HTTP client library would not send.
 //!
-//! Simulated: `add_lead`, `lead_search` (and `coffee`'s 418); any other function answers
+//! Simulated: `add_lead`, `lead_search`, `agent_status` (agents logged out, paused, ready, in a
+//! call on a lead, dispositioning: see [`SimAgentState`]) and `coffee`'s 418; any other function answers
 //! `ERROR: NO FUNCTION SPECIFIED`. Parameters are read like PHP: the query string first, then a form body (GET wins, §1).
 //! Every response carries `Connection: close`, so each request is its own connection.
 
@@ -33,6 +34,7 @@ pub struct SimUser {
     pub active: bool,
     pub modify_leads: u8,
     pub vdc_agent_api_access: bool,
+    pub view_reports: bool,
     /// Space-delimited, matched as ` {function} ` (§1.1).
     pub api_allowed_functions: String,
     /// `api_list_restrict=1`: the lists the user group may use.
@@ -49,6 +51,7 @@ impl SimUser {
             active: true,
             modify_leads: 1,
             vdc_agent_api_access: true,
+            view_reports: true,
             api_allowed_functions: " ALL_FUNCTIONS ".to_owned(),
             allowed_lists: None,
         }
@@ -79,6 +82,49 @@ impl SimLead {
     pub fn get(&self, column: &str) -> &str {
         self.columns.get(column).map_or("", String::as_str)
     }
+}
+
+/// An agent (a `vicidial_users` row of level 1) and, when logged in, its
+/// `vicidial_live_agents` row.
+#[derive(Clone, Debug)]
+pub struct SimAgent {
+    pub full_name: String,
+    pub user_group: String,
+    pub user_level: u8,
+    pub calls_today: u32,
+    /// `None`: not logged in to the agent screen.
+    pub live: Option<SimLive>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SimLive {
+    pub campaign_id: String,
+    /// `conf_exten`, the Web Form/Script `session_id`.
+    pub session_id: String,
+    pub state: SimAgentState,
+    /// The pause code of the agent's current `vicidial_agent_log` row; VICIdial keeps
+    /// printing it after the agent goes READY, until the next log row.
+    pub pause_code: String,
+}
+
+/// What the agent is doing, as `vicidial_live_agents` (+ the live call) records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SimAgentState {
+    Paused,
+    Ready,
+    /// A call is being sent to the agent.
+    Queue {
+        lead_id: u64,
+    },
+    /// In a call; `customer_gone`: the customer's channel is gone (sub-status DEAD).
+    InCall {
+        lead_id: u64,
+        customer_gone: bool,
+    },
+    /// Paused after the call, dispositioning the lead (sub-status DISPO).
+    Dispo {
+        lead_id: u64,
+    },
 }
 
 /// One request as received.
@@ -134,6 +180,7 @@ struct State {
     next_lead_id: u64,
     next_hopper_id: u64,
     dnc: HashSet<String>,
+    agents: BTreeMap<String, SimAgent>,
     failed_logins: HashMap<String, Vec<Instant>>,
     requests: Vec<SimRequest>,
     faults: VecDeque<(String, Fault)>,
@@ -183,6 +230,7 @@ impl VicidialSim {
             next_lead_id: 1,
             next_hopper_id: 1,
             dnc: HashSet::new(),
+            agents: BTreeMap::new(),
             failed_logins: HashMap::new(),
             requests: Vec::new(),
             faults: VecDeque::new(),
@@ -220,6 +268,50 @@ impl VicidialSim {
 
     pub fn add_list(&self, list_id: &str, list: SimList) {
         self.state().lists.insert(list_id.to_owned(), list);
+    }
+
+    /// A level-1 agent user in group ADMIN, logged out.
+    pub fn add_agent(&self, user: &str, full_name: &str) {
+        let agent = SimAgent {
+            full_name: full_name.to_owned(),
+            user_group: "ADMIN".to_owned(),
+            user_level: 1,
+            calls_today: 0,
+            live: None,
+        };
+        self.state().agents.insert(user.to_owned(), agent);
+    }
+
+    /// The agent logs in to `campaign` on conference `session_id`, paused.
+    pub fn log_in_agent(&self, user: &str, campaign: &str, session_id: &str) {
+        let mut s = self.state();
+        let agent = s.agents.get_mut(user).expect("add_agent first");
+        agent.live = Some(SimLive {
+            campaign_id: campaign.to_owned(),
+            session_id: session_id.to_owned(),
+            state: SimAgentState::Paused,
+            pause_code: String::new(),
+        });
+    }
+
+    pub fn log_out_agent(&self, user: &str) {
+        self.state().agents.get_mut(user).expect("add_agent first").live = None;
+    }
+
+    /// Moves a logged-in agent to `state`; a call (QUEUE/INCALL) counts in `calls_today`.
+    pub fn set_agent_state(&self, user: &str, state: SimAgentState) {
+        let mut s = self.state();
+        let agent = s.agents.get_mut(user).expect("add_agent first");
+        if matches!(state, SimAgentState::Queue { .. }) {
+            agent.calls_today += 1;
+        }
+        agent.live.as_mut().expect("log_in_agent first").state = state;
+    }
+
+    pub fn set_pause_code(&self, user: &str, code: &str) {
+        let mut s = self.state();
+        let agent = s.agents.get_mut(user).expect("add_agent first");
+        agent.live.as_mut().expect("log_in_agent first").pause_code = code.to_owned();
     }
 
     pub fn add_dnc(&self, phone: &str) {
@@ -535,6 +627,7 @@ fn handle(state: &Arc<Mutex<State>>, incoming: Incoming) -> Reply {
     let mut reply = match function.as_str() {
         "add_lead" => add_lead(&mut s, &params, incoming.method == "GET" && incoming.raw_query.contains('\''), &fault),
         "lead_search" => lead_search(&mut s, &params),
+        "agent_status" => agent_status(&mut s, &params),
         "version" => {
             Reply::ok("VERSION: 2.14-202|BUILD: 250720-1841|DATE: 2026-11-21 22:00:00|EPOCH: 1795298400\n".into())
         }
@@ -952,6 +1045,92 @@ fn lead_search(s: &mut State, params: &HashMap<String, String>) -> Reply {
             p("lead_id")
         ));
     }
+    Reply::ok(out)
+}
+
+/// `agent_status` as `non_agent_api.php` answers it ("agent_status" block): one row, fields
+/// joined by the `stage` delimiter (pipe by default), values unescaped.
+fn agent_status(s: &mut State, params: &HashMap<String, String>) -> Reply {
+    let p = |k: &str| params.get(k).cloned().unwrap_or_default();
+    let user = match authenticate(s, params).and_then(|u| source_and_function(&u, params, "agent_status").map(|()| u)) {
+        Ok(u) => u,
+        Err(reply) => return reply,
+    };
+    let api_user = filter_login(&p("user"));
+    if !(user.vdc_agent_api_access && user.view_reports && user.user_level > 6) {
+        let allowed = 0;
+        return Reply::ok(format!(
+            "ERROR: agent_status USER DOES NOT HAVE PERMISSION TO GET AGENT INFO: |{api_user}|{allowed}|\n"
+        ));
+    }
+    let agent_user = filter_login(&p("agent_user"));
+    if agent_user.is_empty() || agent_user.len() >= 100 {
+        return Reply::ok(format!("ERROR: agent_status INVALID SEARCH PARAMETERS: {api_user}|{agent_user}\n"));
+    }
+    let dl = match p("stage").as_str() {
+        "csv" => ",",
+        "tab" => "\t",
+        _ => "|",
+    };
+    let mut out = String::new();
+    if p("header") == "YES" {
+        let names = [
+            "status",
+            "callerid",
+            "lead_id",
+            "campaign_id",
+            "calls_today",
+            "full_name",
+            "user_group",
+            "user_level",
+            "pause_code",
+            "real_time_sub_status",
+            "phone_number",
+            "vendor_lead_code",
+            "session_id",
+        ];
+        out.push_str(&names.join(dl));
+        out.push('\n');
+    }
+    // MySQL compares user names case-insensitively (§13.5).
+    let Some(agent) = s.agents.iter().find(|(u, _)| u.eq_ignore_ascii_case(&agent_user)).map(|(_, a)| a.clone()) else {
+        return Reply::ok(format!("ERROR: agent_status AGENT NOT FOUND: {api_user}|{agent_user}\n"));
+    };
+    let Some(live) = &agent.live else {
+        return Reply::ok(format!("ERROR: agent_status AGENT NOT LOGGED IN: {api_user}|{agent_user}\n"));
+    };
+    let (status, lead_id, sub) = match live.state {
+        SimAgentState::Paused => ("PAUSED", 0, ""),
+        SimAgentState::Ready => ("READY", 0, ""),
+        SimAgentState::Queue { lead_id } => ("QUEUE", lead_id, ""),
+        SimAgentState::InCall { lead_id, customer_gone } => {
+            ("INCALL", lead_id, if customer_gone { "DEAD" } else { "" })
+        }
+        SimAgentState::Dispo { lead_id } => ("PAUSED", lead_id, "DISPO"),
+    };
+    // The auto-dial caller code VICIdial gives the call: V + MMDDHHMMSS + 9-digit lead_id.
+    let callerid = if lead_id > 0 { format!("V1206230000{lead_id:09}") } else { String::new() };
+    let (phone, vendor_lead_code) =
+        s.leads.iter().find(|l| l.lead_id == lead_id).map_or((String::new(), String::new()), |l| {
+            (l.get("phone_number").to_owned(), l.get("vendor_lead_code").to_owned())
+        });
+    let fields = [
+        status.to_owned(),
+        callerid,
+        lead_id.to_string(),
+        live.campaign_id.clone(),
+        agent.calls_today.to_string(),
+        agent.full_name.clone(),
+        agent.user_group.clone(),
+        agent.user_level.to_string(),
+        live.pause_code.clone(),
+        sub.to_owned(),
+        phone,
+        vendor_lead_code,
+        live.session_id.clone(),
+    ];
+    out.push_str(&fields.join(dl));
+    out.push('\n');
     Reply::ok(out)
 }
 

@@ -3,6 +3,7 @@
 //! Everything that decides something lives here (or in an outside-system crate) and is tested
 //! here; the Lambdas and `vicibridge serve` only wire adapters to these types.
 
+pub mod agent;
 pub mod auth;
 pub mod config;
 pub mod disposition;

@@ -1,11 +1,14 @@
 //! VICIdial's non-agent API (`{base_url}/vicidial/non_agent_api.php`) as the [`Dialer`] of
 //! lead injection: `add_lead`, and `lead_search` by `vendor_lead_code` to find a lead whose
-//! insert had an unknown outcome. Facts: `shared/reference/vicidial.md` §1, §2, §5, §12, §13.
+//! insert had an unknown outcome; and as the [`AgentDirectory`]: `agent_status`, the live state
+//! of one agent (screen pop, dialer). Facts: `shared/reference/vicidial.md` §1, §2, §5, §12,
+//! §13; `crm-ui-and-backfill.md` §B.2.
 //!
 //! Both functions are form POSTs: the password stays out of web-server access logs and proxy
 //! logs (a GET carries it in the URL), and a normal form encoder never sends a raw `'`, which in
 //! a GET query makes VICIdial insert the lead and still answer 500 (§13.1).
 
+mod agent_status;
 mod normalize;
 mod rate;
 mod reply;
@@ -18,10 +21,12 @@ use async_trait::async_trait;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tokio::time::Instant;
 use vicibridge_core::LeadId;
+use vicibridge_core::agent::{AgentDirectory, AgentPresence, AgentUser};
 use vicibridge_core::lead::{AddLeadOutcome, AddLeadRequest, Dialer, DialerError};
 use vicibridge_core::ports::{SecretStore, SecretsError};
 use vicibridge_core::secrets::Secret;
 
+pub use agent_status::classify_agent_status;
 pub use normalize::{
     SOURCE_MAX, VENDOR_LEAD_CODE_MAX, add_lead_params, email_value, name_value, source_value, text_value,
 };
@@ -31,15 +36,15 @@ pub use reply::{AuthFailure, Classified, REDACTED, Redactor, classify_add_lead, 
 /// Path of the API under `[vicidial] base_url`.
 pub const ENDPOINT_PATH: &str = "/vicidial/non_agent_api.php";
 
-/// Calls to VICIdial by `function` (add_lead, lead_search), `result` (added, already_exists,
-/// found, not_found, retryable, unknown, permanent) and `reason` (a fixed code, never data).
+/// Calls to VICIdial by `function` (add_lead, lead_search, agent_status), `result` (added,
+/// already_exists, found, not_found, logged_in, logged_out, unknown_user, retryable, unknown, permanent) and `reason` (a fixed code, never data).
 pub const DIALER_REQUESTS: &str = "DialerRequests";
 /// Time of each HTTP exchange with VICIdial, by `function`.
 pub const DIALER_LATENCY_MS: &str = "DialerLatencyMs";
 /// Login and permission refusals, by `kind` (bad_login, locked, not_permitted): alarm on it.
 pub const DIALER_AUTH_FAILURES: &str = "DialerAuthFailures";
 
-/// `source` of lead_search calls (logged by VICIdial; letters and digits).
+/// `source` of lead_search and agent_status calls (logged by VICIdial; letters and digits).
 pub const LEAD_SEARCH_SOURCE: &str = "vicibridge";
 
 /// Longest reply read; add_lead answers a few lines, lead_search one line per key.
@@ -55,6 +60,8 @@ pub struct NonAgentApiOptions {
     /// Whole exchange, connect to last byte. add_lead waits for the API New Lead URL
     /// receiver inside the same request (§3), so leave room for it.
     pub timeout: Duration,
+    /// Whole exchange for a read a person waits on (agent_status behind a screen pop).
+    pub interactive_timeout: Duration,
     pub connect_timeout: Duration,
     /// After `Login incorrect`, calls with the same credentials are refused locally for this
     /// long (unless the secret changes): 10 failures in 15 minutes lock the user (§13.8),
@@ -69,6 +76,7 @@ impl Default for NonAgentApiOptions {
         NonAgentApiOptions {
             requests_per_second: 10,
             timeout: Duration::from_secs(15),
+            interactive_timeout: Duration::from_secs(3),
             connect_timeout: Duration::from_secs(3),
             login_failure_hold: Duration::from_secs(5 * 60),
             lock_hold: Duration::from_secs(15 * 60),
@@ -125,6 +133,14 @@ impl fmt::Debug for NonAgentApi {
 struct Call {
     function: &'static str,
     mutating: bool,
+    /// A person waits on it: [`NonAgentApiOptions::interactive_timeout`].
+    interactive: bool,
+}
+
+impl Call {
+    fn timeout(self, options: &NonAgentApiOptions) -> Duration {
+        if self.interactive { options.interactive_timeout } else { options.timeout }
+    }
 }
 
 impl NonAgentApi {
@@ -246,7 +262,7 @@ impl NonAgentApi {
             .post(&self.endpoint)
             .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(body)
-            .timeout(self.options.timeout)
+            .timeout(call.timeout(&self.options))
             .send()
             .await;
         let classified = match sent {
@@ -272,7 +288,7 @@ impl NonAgentApi {
         let (reason, code, sent) = if e.is_connect() {
             (format!("cannot connect to VICIdial at {}: {detail}", self.endpoint), "connect", false)
         } else if e.is_timeout() {
-            let secs = self.options.timeout.as_secs_f64();
+            let secs = call.timeout(&self.options).as_secs_f64();
             (format!("VICIdial {f} did not answer within {secs}s (the request was sent): {detail}"), "timeout", true)
         } else {
             (format!("VICIdial {f}: connection lost after the request was sent: {detail}"), "connection_lost", true)
@@ -302,7 +318,7 @@ impl NonAgentApi {
         let _probe = if verified {
             None
         } else {
-            match tokio::time::timeout(self.options.timeout, self.probe.lock()).await {
+            match tokio::time::timeout(call.timeout(&self.options), self.probe.lock()).await {
                 Ok(guard) => Some(guard),
                 Err(_) => {
                     let reason = "another call is still checking the VICIdial login: retry".to_owned();
@@ -398,7 +414,7 @@ fn record<T>(function: &'static str, c: &Classified<T>, ok: impl Fn(&T) -> &'sta
 #[async_trait]
 impl Dialer for NonAgentApi {
     async fn add_lead(&self, request: &AddLeadRequest) -> Result<AddLeadOutcome, DialerError> {
-        const CALL: Call = Call { function: "add_lead", mutating: true };
+        const CALL: Call = Call { function: "add_lead", mutating: true, interactive: false };
         let c = match add_lead_params(request) {
             Ok(params) => self.execute(CALL, &params, &classify_add_lead).await,
             Err(e) => Classified { result: Err(e), code: "invalid_request", auth: None },
@@ -414,7 +430,7 @@ impl Dialer for NonAgentApi {
     }
 
     async fn find_by_vendor_lead_code(&self, code: &str) -> Result<Option<LeadId>, DialerError> {
-        const CALL: Call = Call { function: "lead_search", mutating: false };
+        const CALL: Call = Call { function: "lead_search", mutating: false, interactive: false };
         let c = match normalize::vendor_lead_code(code) {
             Ok(code) => {
                 // lead_search refuses a request without a `source` like add_lead does.
@@ -430,6 +446,22 @@ impl Dialer for NonAgentApi {
             Err(e) => Classified { result: Err(e), code: "invalid_request", auth: None },
         };
         record(CALL.function, &c, |found| if found.is_some() { "found" } else { "not_found" });
+        c.result
+    }
+}
+
+#[async_trait]
+impl AgentDirectory for NonAgentApi {
+    async fn agent_status(&self, user: &AgentUser) -> Result<AgentPresence, DialerError> {
+        const CALL: Call = Call { function: "agent_status", mutating: false, interactive: true };
+        // stage=tab: the default pipe collides with names like "Ann | Sales" (agent_status.rs).
+        let params = vec![
+            ("source".to_owned(), LEAD_SEARCH_SOURCE.to_owned()),
+            ("agent_user".to_owned(), user.as_str().to_owned()),
+            ("stage".to_owned(), "tab".to_owned()),
+        ];
+        let c = self.execute(CALL, &params, &classify_agent_status).await;
+        record(CALL.function, &c, AgentPresence::label);
         c.result
     }
 }

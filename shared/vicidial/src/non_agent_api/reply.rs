@@ -40,19 +40,19 @@ impl AuthFailure {
 }
 
 impl<T> Classified<T> {
-    fn ok(value: T, code: &'static str) -> Self {
+    pub(super) fn ok(value: T, code: &'static str) -> Self {
         Classified { result: Ok(value), code, auth: None }
     }
     fn err(error: DialerError, code: &'static str) -> Self {
         Classified { result: Err(error), code, auth: None }
     }
-    fn permanent(reason: String, alert: bool, code: &'static str) -> Self {
+    pub(super) fn permanent(reason: String, alert: bool, code: &'static str) -> Self {
         Self::err(DialerError::Permanent { reason, alert }, code)
     }
     fn unknown(reason: String, code: &'static str) -> Self {
         Self::err(DialerError::Unknown { reason }, code)
     }
-    fn retryable(reason: String, code: &'static str) -> Self {
+    pub(super) fn retryable(reason: String, code: &'static str) -> Self {
         Self::err(DialerError::Retryable { reason }, code)
     }
 }
@@ -125,15 +125,15 @@ enum Kind {
 }
 
 #[derive(Clone, Copy, Debug)]
-struct Line<'a> {
+pub(super) struct Line<'a> {
     kind: Kind,
     /// From the word on, e.g. `ERROR: add_lead INVALID PHONE NUMBER LENGTH - 123|6666`.
-    text: &'a str,
+    pub(super) text: &'a str,
 }
 
 impl<'a> Line<'a> {
     /// After `KIND: `.
-    fn message(&self) -> &'a str {
+    pub(super) fn message(&self) -> &'a str {
         self.text.split_once(':').map_or("", |(_, m)| m.trim_start())
     }
 
@@ -153,7 +153,7 @@ impl<'a> Line<'a> {
 /// Splits a reply into its lines. `SUCCESS:`/`ERROR:` start a line (PHP warnings printed by
 /// `display_errors` end with a line break); `NOTICE:` is looked for anywhere, because the
 /// MULTI-ALT-PHONE notice follows stray debug text without one (§2.3).
-fn scan(body: &str) -> (Vec<Line<'_>>, Vec<&str>) {
+pub(super) fn scan(body: &str) -> (Vec<Line<'_>>, Vec<&str>) {
     let mut lines = Vec::new();
     let mut other = Vec::new();
     for raw in body.split('\n') {
@@ -182,7 +182,7 @@ const ADDED: &str = "SUCCESS: add_lead LEAD HAS BEEN ADDED";
 /// At most this many characters of an unrecognised reply go into a reason.
 const SNIPPET_CHARS: usize = 160;
 
-fn snippet(text: &str, redactor: &Redactor) -> String {
+pub(super) fn snippet(text: &str, redactor: &Redactor) -> String {
     let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let mut s: String = redactor.redact(&one_line).chars().take(SNIPPET_CHARS).collect();
     if one_line.chars().count() > SNIPPET_CHARS {
@@ -192,7 +192,7 @@ fn snippet(text: &str, redactor: &Redactor) -> String {
 }
 
 /// Statuses other than 200: 5xx may follow an insert (§1 "HTTP status", §13.1).
-fn classify_status<T>(
+pub(super) fn classify_status<T>(
     function: &str,
     status: u16,
     body: &str,
@@ -239,7 +239,7 @@ fn classify_status<T>(
 }
 
 /// The errors every function shares (§1.1, §1 "Body").
-fn classify_common_error<T>(line: &Line<'_>, redactor: &Redactor) -> Option<Classified<T>> {
+pub(super) fn classify_common_error<T>(line: &Line<'_>, redactor: &Redactor) -> Option<Classified<T>> {
     let m = line.message();
     let shown = redactor.redact(line.text);
     let data = line.data();
@@ -361,7 +361,7 @@ pub fn classify_add_lead(status: u16, body: &str, redactor: &Redactor) -> Classi
 }
 
 /// Every reason goes through the redactor once more, whatever part of the reply it quotes.
-fn scrub<T>(mut c: Classified<T>, redactor: &Redactor) -> Classified<T> {
+pub(super) fn scrub<T>(mut c: Classified<T>, redactor: &Redactor) -> Classified<T> {
     if let Err(
         DialerError::Retryable { reason } | DialerError::Unknown { reason } | DialerError::Permanent { reason, .. },
     ) = &mut c.result
