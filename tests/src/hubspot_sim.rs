@@ -315,6 +315,16 @@ impl SimState {
         if let Some((prop, value)) = key {
             entry.insert(prop.to_owned(), json!(value));
         }
+        // HubSpot's calculated deal properties: the last change, and whether the stage is a
+        // closed one (the default pipeline's closedwon / closedlost).
+        if object == "deals" {
+            entry.insert(
+                "hs_lastmodifieddate".into(),
+                json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            );
+            let stage = entry.get("dealstage").map(value_str).unwrap_or_default();
+            entry.insert("hs_is_closed".into(), json!((stage == "closedwon" || stage == "closedlost").to_string()));
+        }
         if new {
             if self.search_lag {
                 self.unindexed.insert((object.to_owned(), id.clone()));
@@ -547,11 +557,22 @@ impl SimState {
         let mut results = Vec::new();
         for i in &inputs {
             let f = value_str(&i["id"]);
+            // An association is seen from both of its records (HubSpot keeps both directions).
             let targets: Vec<Value> = self
                 .associations
                 .iter()
-                .filter(|(fo, fi, to_o, _, _)| fo == from && *fi == f && to_o == to)
-                .map(|(_, _, _, ti, ty)| json!({"toObjectId": ti.parse::<u64>().unwrap_or(0), "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": ty, "label": null}]}))
+                .filter_map(|(fo, fi, to_o, ti, ty)| {
+                    if fo == from && *fi == f && to_o == to {
+                        Some((ti, ty))
+                    } else if to_o == from && *ti == f && fo == to {
+                        Some((fi, ty))
+                    } else {
+                        None
+                    }
+                })
+                .collect::<BTreeMap<_, _>>()
+                .into_iter()
+                .map(|(ti, ty)| json!({"toObjectId": ti.parse::<u64>().unwrap_or(0), "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": ty, "label": null}]}))
                 .collect();
             if !targets.is_empty() {
                 results.push(json!({"from": {"id": f}, "to": targets}));

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests in `tests/tests/`.
 
 pub mod browser;
+pub mod call_urls;
 pub mod hubspot_sim;
 pub mod moto;
 pub mod salesforce_sim;

@@ -100,6 +100,8 @@ pub struct SimState {
     pub issued_refresh_tokens: Vec<String>,
     /// When each record was created (for lag measurements).
     pub created_at: BTreeMap<String, std::time::Instant>,
+    /// `LastModifiedDate` of each record, as an ever-increasing sequence number.
+    pub modified: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -139,6 +141,7 @@ impl SalesforceSim {
         let id = s.new_id(object);
         let Value::Object(fields) = fields else { panic!("fields must be an object") };
         s.records.insert(id.clone(), Record { object: object.to_owned(), fields });
+        s.touch(&id);
         id
     }
 
@@ -205,9 +208,32 @@ impl SimState {
             "Opportunity" => "006",
             "Account" => "001",
             "Task" => "00T",
+            "OpportunityContactRole" => "00K",
             _ => "a0X",
         };
         format!("{prefix}{:012}AAA", self.next)
+    }
+
+    fn touch(&mut self, id: &str) {
+        self.next += 1;
+        let at = self.next;
+        self.modified.insert(id.to_owned(), at);
+    }
+
+    /// `LastModifiedDate` as Salesforce writes it.
+    fn last_modified(&self, id: &str) -> Value {
+        let base = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z").unwrap();
+        let at = base + chrono::Duration::seconds(self.modified.get(id).copied().unwrap_or(0) as i64);
+        json!(at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string())
+    }
+
+    /// An Opportunity is closed in a closed stage (the standard picklist's Closed Won / Lost).
+    fn is_closed(&self, id: &str) -> bool {
+        self.records
+            .get(id)
+            .and_then(|r| r.fields.get("StageName"))
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.starts_with("Closed"))
     }
 
     fn limit_header(&self) -> String {
@@ -490,8 +516,11 @@ fn schema(object: &str) -> Option<&'static [(&'static str, bool, bool)]> {
             ("Phone", true, true),
             ("MobilePhone", true, true),
             ("DoNotCall", true, true),
+            ("AccountId", true, true),
         ],
-        "Opportunity" => &[("Name", true, true), ("StageName", true, true), ("CloseDate", true, true)],
+        "Opportunity" => {
+            &[("Name", true, true), ("StageName", true, true), ("CloseDate", true, true), ("AccountId", true, true)]
+        }
         "Account" => &[("Name", true, true)],
         _ => return None,
     })
@@ -613,6 +642,7 @@ fn create(s: &mut SimState, r: Value) -> Result<Value, Value> {
     }
     let id = s.new_id(&object);
     s.records.insert(id.clone(), Record { object, fields });
+    s.touch(&id);
     s.created_at.insert(id.clone(), std::time::Instant::now());
     Ok(json!({ "id": id, "success": true, "errors": [] }))
 }
@@ -636,6 +666,7 @@ fn update(s: &mut SimState, r: Value, known_id: Option<String>) -> Result<Value,
     for (k, v) in fields {
         rec.fields.insert(k, v);
     }
+    s.touch(&id);
     Ok(json!({ "id": id, "success": true, "errors": [] }))
 }
 
@@ -698,6 +729,70 @@ fn soql(s: &SimState, q: &str) -> (u16, Value) {
                 f.get(field).and_then(Value::as_str).is_some_and(|v| keys.contains(v))
             })
         }
+        "Contact" if where_.starts_with("Id IN") => {
+            let ids: BTreeSet<&str> = lists.iter().flatten().map(String::as_str).collect();
+            select_by_id(s, "Contact", &fields, &ids)
+        }
+        "OpportunityContactRole" => {
+            // ... WHERE Opportunity.IsClosed = false AND ContactId IN (...)
+            let contacts: BTreeSet<&str> = lists.iter().flatten().map(String::as_str).collect();
+            let open_only = where_.contains("Opportunity.IsClosed = false");
+            s.records
+                .iter()
+                .filter(|(_, r)| r.object == "OpportunityContactRole")
+                .filter(|(_, r)| r.fields.get("ContactId").and_then(Value::as_str).is_some_and(|c| contacts.contains(c)))
+                .filter(|(_, r)| {
+                    let opp = r.fields.get("OpportunityId").and_then(Value::as_str).unwrap_or("");
+                    !open_only || !s.is_closed(opp)
+                })
+                .map(|(id, r)| {
+                    let opp = r.fields.get("OpportunityId").and_then(Value::as_str).unwrap_or("").to_owned();
+                    let mut out = Map::new();
+                    out.insert("attributes".into(), json!({ "type": "OpportunityContactRole" }));
+                    for f in &fields {
+                        let v = match *f {
+                            "Id" => json!(id),
+                            "Opportunity.LastModifiedDate" => {
+                                out.insert(
+                                    "Opportunity".into(),
+                                    json!({ "attributes": { "type": "Opportunity" }, "LastModifiedDate": s.last_modified(&opp) }),
+                                );
+                                continue;
+                            }
+                            other => r.fields.get(other).cloned().unwrap_or(Value::Null),
+                        };
+                        out.insert((*f).to_owned(), v);
+                    }
+                    Value::Object(out)
+                })
+                .collect()
+        }
+        "Opportunity" => {
+            // ... WHERE IsClosed = false AND AccountId IN (SELECT AccountId FROM Contact WHERE Id IN (...))
+            let contacts: BTreeSet<&str> = lists.iter().flatten().map(String::as_str).collect();
+            let accounts: BTreeSet<String> = s
+                .records
+                .iter()
+                .filter(|(id, r)| r.object == "Contact" && contacts.contains(id.as_str()))
+                .filter_map(|(_, r)| r.fields.get("AccountId").and_then(Value::as_str).map(str::to_owned))
+                .collect();
+            let open_only = where_.contains("IsClosed = false");
+            let mut rows: Vec<(Value, Value)> = s
+                .records
+                .iter()
+                .filter(|(id, r)| r.object == "Opportunity" && (!open_only || !s.is_closed(id)))
+                .filter(|(_, r)| {
+                    r.fields.get("AccountId").and_then(Value::as_str).is_some_and(|a| accounts.contains(a))
+                })
+                .map(|(id, _)| {
+                    let row = select_by_id(s, "Opportunity", &fields, &BTreeSet::from([id.as_str()]));
+                    (s.last_modified(id), row.into_iter().next().unwrap_or(Value::Null))
+                })
+                .collect();
+            // ORDER BY LastModifiedDate DESC
+            rows.sort_by(|a, b| b.0.as_str().cmp(&a.0.as_str()));
+            rows.into_iter().map(|(_, r)| r).collect()
+        }
         "Lead" | "Contact" => {
             let phones: BTreeSet<&str> = lists.iter().flatten().map(String::as_str).collect();
             let unconverted = where_.contains("IsConverted = false");
@@ -714,6 +809,25 @@ fn soql(s: &SimState, q: &str) -> (u16, Value) {
         _ => return (400, errors("INVALID_TYPE", &format!("sObject type '{object}' is not supported."))),
     };
     (200, json!({ "totalSize": records.len(), "done": true, "records": records }))
+}
+
+fn select_by_id(s: &SimState, object: &str, fields: &[&str], ids: &BTreeSet<&str>) -> Vec<Value> {
+    let wanted: BTreeSet<String> = ids.iter().map(|i| (*i).to_owned()).collect();
+    let mut rows = Vec::new();
+    for (id, r) in s.records.iter().filter(|(id, r)| r.object == object && wanted.contains(*id)) {
+        let mut out = Map::new();
+        out.insert("attributes".into(), json!({ "type": object }));
+        for f in fields {
+            let v = match *f {
+                "Id" => json!(id),
+                "LastModifiedDate" => s.last_modified(id),
+                other => r.fields.get(other).cloned().unwrap_or(Value::Null),
+            };
+            out.insert((*f).to_owned(), v);
+        }
+        rows.push(Value::Object(out));
+    }
+    rows
 }
 
 fn select_fields(

@@ -661,6 +661,10 @@ fn the_preview_shows_hubspots_exact_requests() {
             "https://api.hubapi.com/crm/v3/objects/calls/batch/read",
             "https://api.hubapi.com/crm/v3/objects/calls/batch/upsert",
             "https://api.hubapi.com/crm/v4/associations/calls/contacts/batch/create",
+            // CALLBK's built-in HubSpot stage moves the contact's latest open deal.
+            "https://api.hubapi.com/crm/v4/associations/contacts/deals/batch/read",
+            "https://api.hubapi.com/crm/v3/objects/deals/batch/read",
+            "https://api.hubapi.com/crm/v3/objects/deals/batch/update",
             "https://api.hubapi.com/crm/v3/objects/tasks/batch/upsert",
             "https://api.hubapi.com/crm/v4/associations/tasks/contacts/batch/create",
         ]
@@ -669,7 +673,8 @@ fn the_preview_shows_hubspots_exact_requests() {
     assert_eq!(upsert["idProperty"], "vicibridge_call_key");
     assert_eq!(upsert["id"], "1795298900.1");
     assert_eq!(upsert["properties"]["hs_call_duration"], "63000");
-    assert_eq!(reqs[4].body["inputs"][0]["properties"]["hs_timestamp"], CALLBACK_DUE_UTC_MS.to_string());
+    assert_eq!(reqs[6].body["inputs"][0]["properties"]["dealstage"], "appointmentscheduled");
+    assert_eq!(reqs[7].body["inputs"][0]["properties"]["hs_timestamp"], CALLBACK_DUE_UTC_MS.to_string());
 }
 
 #[tokio::test]

@@ -2,6 +2,10 @@
 //!
 //! Three layers, each overriding the one before field by field: the statuses VICIdial ships
 //! (built in below), `[dispositions.STATUS]` in the config, `[campaigns.ID.dispositions.STATUS]`.
+//!
+//! Deal stages and lead statuses are CRM values: a layer may give them per CRM
+//! (`hubspot.deal_stage`, `salesforce.deal_stage`) beside the neutral `deal_stage`, and the
+//! CRM's own value wins within a layer. The map is built for one CRM ([`CrmFlavor`]).
 
 use std::collections::BTreeMap;
 
@@ -35,6 +39,61 @@ pub struct RuleOverride {
     pub callback_task: Option<bool>,
     /// Flag the contact do-not-call.
     pub do_not_call: Option<bool>,
+    /// HubSpot's own values (`hubspot.deal_stage`: a stage internal id), over the neutral ones.
+    pub hubspot: Option<CrmValues>,
+    /// Salesforce's own values (`salesforce.deal_stage`: an Opportunity StageName).
+    pub salesforce: Option<CrmValues>,
+}
+
+/// Per-CRM values of one layer; unset fields fall back to the layer's neutral ones.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrmValues {
+    pub deal_stage: Option<String>,
+    pub lead_status: Option<String>,
+}
+
+/// Which CRM a mapping resolves its deal stages and lead statuses for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum CrmFlavor {
+    /// No CRM named (dry-run without a CRM section): neutral values only, no built-in stages.
+    #[default]
+    Neutral,
+    Hubspot,
+    Salesforce,
+}
+
+impl RuleOverride {
+    fn crm(&self, flavor: CrmFlavor) -> Option<&CrmValues> {
+        match flavor {
+            CrmFlavor::Neutral => None,
+            CrmFlavor::Hubspot => self.hubspot.as_ref(),
+            CrmFlavor::Salesforce => self.salesforce.as_ref(),
+        }
+    }
+
+    /// This layer's deal stage for the CRM: its own value, else the neutral one.
+    pub fn deal_stage_for(&self, flavor: CrmFlavor) -> Option<&String> {
+        self.crm(flavor).and_then(|c| c.deal_stage.as_ref()).or(self.deal_stage.as_ref())
+    }
+
+    /// This layer's lead status for the CRM: its own value, else the neutral one.
+    pub fn lead_status_for(&self, flavor: CrmFlavor) -> Option<&String> {
+        self.crm(flavor).and_then(|c| c.lead_status.as_ref()).or(self.lead_status.as_ref())
+    }
+
+    /// The config key a CRM value of this layer comes from (`hubspot.deal_stage` or `deal_stage`).
+    pub fn key_for(&self, flavor: CrmFlavor, field: &str) -> String {
+        let own = self.crm(flavor).is_some_and(|c| match field {
+            "deal_stage" => c.deal_stage.is_some(),
+            _ => c.lead_status.is_some(),
+        });
+        match (own, flavor) {
+            (true, CrmFlavor::Hubspot) => format!("hubspot.{field}"),
+            (true, CrmFlavor::Salesforce) => format!("salesforce.{field}"),
+            _ => field.to_owned(),
+        }
+    }
 }
 
 /// The merged rule for one status in one campaign.
@@ -49,17 +108,17 @@ pub struct DispositionRule {
 }
 
 impl DispositionRule {
-    fn apply(&mut self, o: &RuleOverride) {
+    fn apply(&mut self, o: &RuleOverride, flavor: CrmFlavor) {
         if let Some(v) = &o.label {
             self.label.clone_from(v);
         }
         if o.outcome.is_some() {
             self.outcome = o.outcome;
         }
-        if let Some(v) = &o.deal_stage {
+        if let Some(v) = o.deal_stage_for(flavor) {
             self.deal_stage = non_empty(v);
         }
-        if let Some(v) = &o.lead_status {
+        if let Some(v) = o.lead_status_for(flavor) {
             self.lead_status = non_empty(v);
         }
         if let Some(v) = o.callback_task {
@@ -117,11 +176,28 @@ const BUILT_IN: &[(&str, &str, Option<CallOutcome>, bool, bool)] = &[
     ("DNCC", "DO NOT CALL Campaign Match", None, false, true),
 ];
 
+/// The deal stage each CRM moves to by default, from the integration guide vicibridge
+/// implements: a sale wins the deal, a refusal loses it, a transfer to a closer qualifies it,
+/// a callback books the next step (HubSpot; Salesforce has no stage for it).
+pub fn built_in_deal_stage(flavor: CrmFlavor, status: &str) -> Option<&'static str> {
+    match (flavor, status) {
+        (CrmFlavor::Hubspot, "SALE") => Some("closedwon"),
+        (CrmFlavor::Hubspot, "NI" | "DNC" | "NQ" | "DEAD") => Some("closedlost"),
+        (CrmFlavor::Hubspot, "XFER") => Some("qualifiedtobuy"),
+        (CrmFlavor::Hubspot, "CALLBK") => Some("appointmentscheduled"),
+        (CrmFlavor::Salesforce, "SALE") => Some("Closed Won"),
+        (CrmFlavor::Salesforce, "NI" | "DNC" | "NQ" | "DEAD") => Some("Closed Lost"),
+        (CrmFlavor::Salesforce, "XFER") => Some("Negotiation/Review"),
+        _ => None,
+    }
+}
+
 /// The whole mapping, ready to answer `rule_for(campaign, status)`.
 #[derive(Clone, Debug, Default)]
 pub struct DispositionMap {
     defaults: BTreeMap<String, RuleOverride>,
     campaigns: BTreeMap<String, BTreeMap<String, RuleOverride>>,
+    flavor: CrmFlavor,
 }
 
 impl DispositionMap {
@@ -129,7 +205,14 @@ impl DispositionMap {
         defaults: BTreeMap<String, RuleOverride>,
         campaigns: BTreeMap<String, BTreeMap<String, RuleOverride>>,
     ) -> Self {
-        DispositionMap { defaults, campaigns }
+        DispositionMap { defaults, campaigns, flavor: CrmFlavor::Neutral }
+    }
+
+    /// The same mapping, resolving deal stages and lead statuses (and their built-in
+    /// defaults) for `flavor`.
+    pub fn for_crm(mut self, flavor: CrmFlavor) -> Self {
+        self.flavor = flavor;
+        self
     }
 
     /// `None` means nobody mapped this status: the call is still logged, the status is
@@ -145,7 +228,7 @@ impl DispositionMap {
             Some(&(_, label, outcome, callback_task, do_not_call)) => DispositionRule {
                 label: label.to_owned(),
                 outcome,
-                deal_stage: None,
+                deal_stage: built_in_deal_stage(self.flavor, status).map(str::to_owned),
                 lead_status: None,
                 callback_task,
                 do_not_call,
@@ -160,7 +243,7 @@ impl DispositionMap {
             },
         };
         for layer in [config_layer, campaign_layer].into_iter().flatten() {
-            rule.apply(layer);
+            rule.apply(layer, self.flavor);
         }
         Some(rule)
     }
@@ -223,6 +306,46 @@ mod tests {
         assert!(m.rule_for(None, "DNC").unwrap().do_not_call);
         assert_eq!(m.rule_for(None, "B").unwrap().outcome, Some(CallOutcome::Busy));
         assert_eq!(m.rule_for(None, "ZZTOP"), None);
+    }
+
+    #[test]
+    fn each_crm_has_its_default_stages_and_its_own_values_win() {
+        let hubspot = DispositionMap::default().for_crm(CrmFlavor::Hubspot);
+        let salesforce = DispositionMap::default().for_crm(CrmFlavor::Salesforce);
+        let stage = |m: &DispositionMap, s: &str| m.rule_for(None, s).and_then(|r| r.deal_stage);
+        for (status, hs, sf) in [
+            ("SALE", Some("closedwon"), Some("Closed Won")),
+            ("NI", Some("closedlost"), Some("Closed Lost")),
+            ("DNC", Some("closedlost"), Some("Closed Lost")),
+            ("NQ", Some("closedlost"), Some("Closed Lost")),
+            ("DEAD", Some("closedlost"), Some("Closed Lost")),
+            ("XFER", Some("qualifiedtobuy"), Some("Negotiation/Review")),
+            ("CALLBK", Some("appointmentscheduled"), None),
+            ("A", None, None),
+        ] {
+            assert_eq!(stage(&hubspot, status).as_deref(), hs, "{status}");
+            assert_eq!(stage(&salesforce, status).as_deref(), sf, "{status}");
+            assert_eq!(stage(&DispositionMap::default(), status), None, "{status}: neutral has no stages");
+        }
+
+        let layer: RuleOverride = toml::from_str(
+            "deal_stage = \"contractsent\"\nsalesforce.deal_stage = \"Proposal/Price Quote\"\nhubspot.lead_status = \"OPEN_DEAL\"\n",
+        )
+        .unwrap();
+        let cleared: RuleOverride = toml::from_str("salesforce.deal_stage = \"\"\n").unwrap();
+        let mut defaults = BTreeMap::new();
+        defaults.insert("SALE".to_owned(), layer);
+        defaults.insert("XFER".to_owned(), cleared);
+        let map = |f| DispositionMap::new(defaults.clone(), BTreeMap::new()).for_crm(f);
+        assert_eq!(stage(&map(CrmFlavor::Hubspot), "SALE").as_deref(), Some("contractsent"));
+        assert_eq!(stage(&map(CrmFlavor::Salesforce), "SALE").as_deref(), Some("Proposal/Price Quote"));
+        assert_eq!(stage(&map(CrmFlavor::Neutral), "SALE").as_deref(), Some("contractsent"));
+        let status = |f, s: &str| map(f).rule_for(None, s).and_then(|r| r.lead_status);
+        assert_eq!(status(CrmFlavor::Hubspot, "SALE").as_deref(), Some("OPEN_DEAL"));
+        assert_eq!(status(CrmFlavor::Salesforce, "SALE"), None);
+        // "" clears the built-in default for that CRM only.
+        assert_eq!(stage(&map(CrmFlavor::Salesforce), "XFER"), None);
+        assert_eq!(stage(&map(CrmFlavor::Hubspot), "XFER").as_deref(), Some("qualifiedtobuy"));
     }
 
     #[test]

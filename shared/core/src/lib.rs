@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod auth;
 pub mod config;
+pub mod direction;
 pub mod disposition;
 pub mod envelope;
 pub mod event;

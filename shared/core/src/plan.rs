@@ -5,6 +5,7 @@ use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
+use crate::direction::{self, CallDirection};
 use crate::disposition::{CallOutcome, DispositionMap};
 use crate::envelope::{Envelope, IdempotencyKey};
 use crate::event::{CallInfo, Event, EventKind, LeadFields, LeadId, LeadSource};
@@ -59,6 +60,10 @@ pub struct CallPlan {
     pub call_key: String,
     pub agent: Option<String>,
     pub campaign: Option<String>,
+    /// `None` when VICIdial's URL does not tell (the CRM's configured default applies).
+    pub direction: Option<CallDirection>,
+    /// The in-group of an inbound call; never the campaign id VICIdial puts in `group` on
+    /// outbound calls.
     pub ingroup: Option<String>,
     /// When the call began (Start Call: `epoch`; Dispo: `epoch` − `talk_time`).
     pub started_at: Option<DateTime<Utc>>,
@@ -221,7 +226,8 @@ fn call_plan(key: IdempotencyKey, phase: CallPhase, lead_id: LeadId, lead: &Lead
         call_key: call.key.value().to_owned(),
         agent: call.agent.clone(),
         campaign: call.campaign.clone(),
-        ingroup: call.ingroup.clone(),
+        direction: CallDirection::of(call),
+        ingroup: direction::ingroup(call),
         started_at: from_epoch(call.epoch),
         event_at: from_epoch(call.epoch),
         disposition: None,

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
-use vicibridge_core::config::HubspotConfig;
 use vicibridge_core::config::hubspot::VendorLeadCode;
+use vicibridge_core::config::{ContactDeal, HubspotConfig};
 use vicibridge_core::plan::{CallPhase, SyncPlan};
 use vicibridge_core::ports::{PreviewRequests, RequestPreview};
 
@@ -115,6 +115,7 @@ impl PreviewRequests for HubspotPreview {
 
         let mut contact_updates = Vec::new();
         let mut deal_updates = Vec::new();
+        let mut deal_contacts = Vec::new();
         let mut tasks = Vec::new();
         let mut task_links = Vec::new();
         for c in calls.iter().filter(|c| c.phase == CallPhase::Dispositioned) {
@@ -134,9 +135,18 @@ impl PreviewRequests for HubspotPreview {
             if !p.is_empty() {
                 contact_updates.push(json!({"id": contact, "properties": p}));
             }
-            if let (Some(stage), VendorLeadCode::DealId, Some(deal)) =
-                (&d.deal_stage, cfg.vendor_lead_code, c.crm_ref.as_deref())
-            {
+            // The deal: the one vendor_lead_code names, else the contact's (hubspot.contact_deal),
+            // found by reading the contact's deal associations and the deals.
+            let deal = match (cfg.vendor_lead_code, c.crm_ref.as_deref(), cfg.contact_deal) {
+                (VendorLeadCode::DealId, Some(deal), _) => Some(deal.to_owned()),
+                (_, _, ContactDeal::None) => None,
+                (_, _, ContactDeal::LatestOpen) => Some(format!("{{latest open deal of contact {contact}}}")),
+                (_, _, ContactDeal::AllOpen) => Some(format!("{{each open deal of contact {contact}}}")),
+            };
+            if let (Some(stage), Some(deal)) = (&d.deal_stage, deal) {
+                if deal.starts_with('{') {
+                    deal_contacts.push(json!({"id": contact}));
+                }
                 deal_updates.push(json!({"id": deal, "properties": {"dealstage": stage, cfg.sync_state_property.clone(): SyncState { start: None, dispo: Some(epoch_of(c)) }.render()}}));
             }
             if let Some(p) = props::task_properties(cfg, c, true) {
@@ -149,6 +159,24 @@ impl PreviewRequests for HubspotPreview {
             }
         }
         self.batches(&mut out, props::object_path(cfg, "contacts", "batch/update"), contact_updates, &json!({}));
+        if !deal_contacts.is_empty() {
+            let reads: Vec<Value> = deal_contacts
+                .iter()
+                .map(|c| json!({"id": format!("{{deals of contact {}}}", c["id"].as_str().unwrap_or(""))}))
+                .collect();
+            self.batches(
+                &mut out,
+                props::association_path(cfg, "contacts", "deals", "batch/read"),
+                deal_contacts,
+                &json!({}),
+            );
+            self.batches(
+                &mut out,
+                props::object_path(cfg, "deals", "batch/read"),
+                reads,
+                &json!({"properties": ["dealstage", "hs_is_closed", "hs_lastmodifieddate", cfg.sync_state_property]}),
+            );
+        }
         self.batches(&mut out, props::object_path(cfg, "deals", "batch/update"), deal_updates, &json!({}));
         self.batches(&mut out, props::object_path(cfg, "tasks", "batch/upsert"), tasks, &json!({}));
         self.batches(

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value, json};
 use vicibridge_core::config::HubspotConfig;
+use vicibridge_core::direction::CallDirection;
 use vicibridge_core::disposition::CallOutcome;
 use vicibridge_core::event::LeadFields;
 use vicibridge_core::plan::{CallPhase, CallPlan};
@@ -170,8 +171,13 @@ pub fn call_properties(
         p.insert(k.to_owned(), Value::String(v));
     };
     let mut state = existing.unwrap_or_default();
-    let inbound = plan.ingroup.as_deref().is_some_and(|g| !g.is_empty());
-    set("hs_call_direction", if inbound { "INBOUND".to_owned() } else { cfg.call_direction.clone() });
+    let direction = match plan.direction {
+        Some(CallDirection::Inbound) => "INBOUND",
+        Some(CallDirection::Outbound) => "OUTBOUND",
+        None => cfg.call_direction.as_str(),
+    };
+    let inbound = direction == "INBOUND";
+    set("hs_call_direction", direction.to_owned());
     if let Some(n) = dialed(plan) {
         set(if inbound { "hs_call_from_number" } else { "hs_call_to_number" }, n);
     }

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 use vicibridge_core::SyncError;
+use vicibridge_core::config::ContactDeal;
 use vicibridge_core::config::HubspotConfig;
 use vicibridge_core::config::hubspot::{NotFoundPolicy, VendorLeadCode};
 use vicibridge_core::event::LeadSource;
@@ -112,6 +113,25 @@ impl<'a> Work<'a> {
         (c.phase == CallPhase::Dispositioned).then_some(())?;
         Some((c, c.disposition.as_ref()?))
     }
+}
+
+/// What the sync needs to know of a deal.
+struct Deal {
+    /// `hs_is_closed`: the stage is a closed (won or lost) one.
+    closed: bool,
+    /// `hs_lastmodifieddate`, epoch milliseconds.
+    modified: Option<i64>,
+    state: SyncState,
+}
+
+/// One call's associations to check: its contact and deal, and the plans they serve.
+struct CallLinks {
+    plans: Vec<usize>,
+    call: String,
+    /// The call was there before this batch: its associations are read, not assumed.
+    existed: bool,
+    contact: Option<String>,
+    deal: Option<String>,
 }
 
 /// Per-input results of a batch write.
@@ -399,22 +419,13 @@ impl Engine {
 
         if !deals.is_empty() {
             let ids: Vec<String> = deals.keys().cloned().collect();
-            let path = props::association_path(&self.cfg, "deals", "contacts", "batch/read");
-            match self.read("associations.deals.contacts.read", &path, &ids, json!({})).await {
-                Ok(results) => {
-                    for r in results {
-                        let Some(from) = r.get("from").and_then(id_of) else { continue };
-                        let first = r
-                            .get("to")
-                            .and_then(Value::as_array)
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|t| {
-                                t.get("toObjectId").and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
-                            })
-                            .min();
+            match self.linked("deals", "contacts", &ids).await {
+                Ok(found) => {
+                    for (deal, contacts) in found {
+                        // The oldest contact (lowest id) of the deal, the same every time.
+                        let first = contacts.iter().filter_map(|c| c.parse::<u64>().ok()).min();
                         if let Some(c) = first {
-                            for &i in deals.get(&from).into_iter().flatten() {
+                            for &i in deals.get(&deal).into_iter().flatten() {
                                 works[i].contact = Some(c.to_string());
                                 works[i].contact_checked = true;
                             }
@@ -637,7 +648,7 @@ impl Engine {
         // One input per call: the events of one call in this batch are applied in order on
         // the state read, as they would be one batch after the other.
         let mut inputs = Vec::new();
-        let mut owners: Vec<(String, Vec<usize>, bool)> = Vec::new();
+        let mut owners: Vec<(String, Vec<usize>)> = Vec::new();
         for (key, idxs) in &by_call {
             let mut order = idxs.clone();
             order.sort_by_key(|&i| {
@@ -647,7 +658,6 @@ impl Engine {
             let read = existing.get(key).map(|(_, s)| *s);
             let mut state = read;
             let mut merged = serde_json::Map::new();
-            let mut associate = read.is_none();
             let mut writers = Vec::new();
             for &i in &order {
                 let Some(c) = works[i].call else { continue };
@@ -657,8 +667,6 @@ impl Engine {
                     CallPhase::Started => {
                         if s.start == Some(e) {
                             works[i].already = true;
-                            // A redelivery: its association may be what failed last time.
-                            associate |= read.is_some_and(|r| r.start == Some(e));
                         }
                     }
                     CallPhase::Dispositioned => match s.dispo {
@@ -673,10 +681,7 @@ impl Engine {
                             works[i].older = true;
                             continue;
                         }
-                        Some(applied) if applied == e => {
-                            works[i].already = true;
-                            associate |= read.is_some_and(|r| r.dispo == Some(e));
-                        }
+                        Some(applied) if applied == e => works[i].already = true,
                         _ => {}
                     },
                 }
@@ -694,7 +699,7 @@ impl Engine {
                 continue;
             }
             inputs.push(json!({"idProperty": key_prop, "id": key, "properties": merged}));
-            owners.push((key.clone(), writers, associate));
+            owners.push((key.clone(), writers));
         }
         let path = self.objects("calls", "batch/upsert");
         let written = self.write("calls.batch.upsert", &path, inputs, true, |i| json!({"inputs": i})).await;
@@ -707,38 +712,99 @@ impl Engine {
             .iter()
             .enumerate()
             .filter(|(n, _)| !written.failed.contains_key(n))
-            .map(|(_, (k, _, _))| k.clone())
+            .map(|(_, (k, _))| k.clone())
             .collect();
         self.fill_ids("calls", &key_prop, wanted, &mut ids).await;
-
-        // Associations of new calls (and of redelivered events whose association may have
-        // failed); a call created earlier by the other event is already associated.
-        let mut contact_links: Vec<(Vec<usize>, Value)> = Vec::new();
-        let mut deal_links: Vec<(Vec<usize>, Value)> = Vec::new();
-        for (n, (key, writers, associate)) in owners.iter().enumerate() {
+        for (n, (key, writers)) in owners.iter().enumerate() {
             if let Some(e) = written.failed.get(&n) {
                 writers.iter().for_each(|&i| works[i].fail(e.clone()));
-                continue;
-            }
-            let Some(call_id) = ids.get(key) else {
+            } else if !ids.contains_key(key) {
                 writers.iter().for_each(|&i| {
                     works[i].fail(SyncError::retryable("HubSpot's call upsert answered without the call id"))
                 });
+            }
+        }
+
+        // Every event of a call checks the call's associations: the event that created the call
+        // may have failed (or been dead-lettered) after the upsert, before associating it. A
+        // new call is associated at once; an existing one is read first (one batch read per
+        // 100 calls) and only what is missing is added.
+        let mut links: Vec<CallLinks> = Vec::new();
+        for (key, idxs) in &by_call {
+            let plans: Vec<usize> = idxs.iter().copied().filter(|&i| works[i].err.is_none()).collect();
+            let (Some(&first), Some(call_id)) = (plans.first(), ids.get(key)) else { continue };
+            let w = &works[first];
+            if w.contact.is_none() && w.deal.is_none() {
                 continue;
+            }
+            links.push(CallLinks {
+                plans,
+                call: call_id.clone(),
+                existed: existing.contains_key(key),
+                contact: w.contact.clone(),
+                deal: w.deal.clone(),
+            });
+        }
+        let mut contact_links: Vec<(Vec<usize>, Value)> = Vec::new();
+        let mut deal_links: Vec<(Vec<usize>, Value)> = Vec::new();
+        for (to, type_id, out) in
+            [("contacts", props::CALL_TO_CONTACT, &mut contact_links), ("deals", props::CALL_TO_DEAL, &mut deal_links)]
+        {
+            let target = |l: &CallLinks| if to == "contacts" { l.contact.clone() } else { l.deal.clone() };
+            let to_check: Vec<String> =
+                links.iter().filter(|l| l.existed && target(l).is_some()).map(|l| l.call.clone()).collect();
+            let linked = match self.linked("calls", to, &to_check).await {
+                Ok(found) => found,
+                Err(e) => {
+                    for l in links.iter().filter(|l| l.existed && target(l).is_some()) {
+                        l.plans.iter().for_each(|&i| works[i].fail(e.clone()));
+                    }
+                    continue;
+                }
             };
-            if !associate {
-                continue;
-            }
-            let w = &works[writers[0]];
-            if let Some(c) = &w.contact {
-                contact_links.push((writers.clone(), props::association(call_id, c, props::CALL_TO_CONTACT)));
-            }
-            if let Some(d) = &w.deal {
-                deal_links.push((writers.clone(), props::association(call_id, d, props::CALL_TO_DEAL)));
+            for l in &links {
+                let Some(t) = target(l) else { continue };
+                let present = linked.get(&l.call).is_some_and(|set| set.contains(&t));
+                if l.existed && !present {
+                    info!(call = %l.call, to, record = %t, "the call was not associated (its first event failed): associating it");
+                }
+                if !present {
+                    out.push((l.plans.clone(), props::association(&l.call, &t, type_id)));
+                }
             }
         }
         self.associate(works, "calls", "contacts", contact_links).await;
         self.associate(works, "calls", "deals", deal_links).await;
+    }
+
+    /// `from` record id → the `to` record ids associated with it (v4 batch read, 100 per
+    /// request). Records without associations are absent.
+    async fn linked(
+        &self,
+        from: &str,
+        to: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, BTreeSet<String>>, SyncError> {
+        let mut out: HashMap<String, BTreeSet<String>> = HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let op = match (from, to) {
+            ("calls", "contacts") => "associations.calls.contacts.read",
+            ("calls", "deals") => "associations.calls.deals.read",
+            ("contacts", "deals") => "associations.contacts.deals.read",
+            _ => "associations.deals.contacts.read",
+        };
+        let path = props::association_path(&self.cfg, from, to, "batch/read");
+        for r in self.read(op, &path, ids, json!({})).await? {
+            let Some(from_id) = r.get("from").and_then(id_of) else { continue };
+            let targets = r.get("to").and_then(Value::as_array).into_iter().flatten().filter_map(|t| {
+                t.get("toObjectId")
+                    .and_then(|v| v.as_u64().map(|n| n.to_string()).or_else(|| v.as_str().map(str::to_owned)))
+            });
+            out.entry(from_id).or_default().extend(targets);
+        }
+        Ok(out)
     }
 
     async fn associate(&self, works: &mut [Work<'_>], from: &str, to: &str, links: Vec<(Vec<usize>, Value)>) {
@@ -869,36 +935,93 @@ impl Engine {
         }
     }
 
+    /// Deal stages: the deal `vendor_lead_code` names, else the contact's deals chosen by
+    /// `hubspot.contact_deal`. Closed deals of a contact are never chosen, and no deal moves
+    /// for an event older than one already applied to it (or, for a contact's deals, to any
+    /// of them): a late, older event never reopens or moves back what a newer one decided.
     async fn update_deals(&self, works: &mut [Work<'_>]) {
-        let mut targets: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        let policy = self.cfg.contact_deal;
+        let mut named: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        let mut by_contact: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, w) in works.iter().enumerate() {
             let Some((_, d)) = w.dispo() else { continue };
             let (true, Some(stage)) = (w.live(), &d.deal_stage) else { continue };
-            match &w.deal {
-                Some(id) => targets.entry(id.clone()).or_default().push(i),
-                None => warn!(
+            match (&w.deal, &w.contact) {
+                (Some(id), _) => named.entry(id.clone()).or_default().push(i),
+                (None, Some(c)) if policy != ContactDeal::None => by_contact.entry(c.clone()).or_default().push(i),
+                _ => info!(
                     key = w.key(),
                     stage = %stage,
-                    "deal stage not set: the lead names no HubSpot deal (set hubspot.vendor_lead_code = \"deal_id\" and put deal ids in vendor_lead_code)"
+                    "deal stage not set: no deal named and hubspot.contact_deal = \"none\""
                 ),
             }
         }
-        if targets.is_empty() {
+        if named.is_empty() && by_contact.is_empty() {
             return;
         }
-        let states = self.states(works, "deals", &targets).await;
+        let contact_ids: Vec<String> = by_contact.keys().cloned().collect();
+        let contact_deals = match self.linked("contacts", "deals", &contact_ids).await {
+            Ok(found) => found,
+            Err(e) => {
+                by_contact.values().flatten().for_each(|&i| works[i].fail(e.clone()));
+                HashMap::new()
+            }
+        };
+        let mut all: BTreeSet<String> = named.keys().cloned().collect();
+        all.extend(contact_deals.values().flatten().cloned());
+        let deals = self.deals(works, &named, &all).await;
+
+        let mut targets: BTreeMap<String, Vec<usize>> = named;
+        for (contact, idxs) in &by_contact {
+            let live: Vec<usize> = idxs.iter().copied().filter(|&i| works[i].live()).collect();
+            if live.is_empty() {
+                continue;
+            }
+            let theirs: Vec<(&String, &Deal)> =
+                contact_deals.get(contact).into_iter().flatten().filter_map(|id| Some((id, deals.get(id)?))).collect();
+            let newest_applied = theirs.iter().filter_map(|(_, d)| d.state.dispo).max();
+            let current: Vec<usize> = live
+                .iter()
+                .copied()
+                .filter(|&i| works[i].dispo().is_some_and(|(c, _)| newest_applied.is_none_or(|a| epoch_of(c) >= a)))
+                .collect();
+            if current.len() < live.len() {
+                info!(contact = %contact, "a newer disposition already moved this contact's deals: older ones do not");
+            }
+            let mut open: Vec<(&String, &Deal)> = theirs.into_iter().filter(|(_, d)| !d.closed).collect();
+            // Most recently modified first; the higher id breaks a tie, the same every time.
+            open.sort_by_key(|(id, d)| std::cmp::Reverse((d.modified, id.parse::<u64>().unwrap_or(0))));
+            let chosen: Vec<&String> = match policy {
+                ContactDeal::AllOpen => open.iter().map(|(id, _)| *id).collect(),
+                _ => open.first().map(|(id, _)| *id).into_iter().collect(),
+            };
+            if chosen.is_empty() {
+                info!(contact = %contact, "the contact has no open deal: no deal stage moves");
+                continue;
+            }
+            for id in chosen {
+                targets.entry(id.clone()).or_default().extend(current.iter().copied());
+            }
+        }
+
         let mut inputs = Vec::new();
         let mut owners = Vec::new();
         for (id, idxs) in &targets {
             let live: Vec<usize> = idxs.iter().copied().filter(|&i| works[i].live()).collect();
-            let Some(stored) = states.get(id) else { continue };
+            let Some(deal) = deals.get(id) else { continue };
             let newest = live
                 .iter()
                 .filter_map(|&i| works[i].dispo().and_then(|(c, d)| Some((epoch_of(c), d.deal_stage.as_ref()?))))
-                .filter(|(e, _)| stored.dispo.is_none_or(|s| *e >= s))
+                .filter(|(e, _)| deal.state.dispo.is_none_or(|s| *e >= s))
+                // A deal someone else closed moves only for a call after its last change (a
+                // new sale on a lost deal), never for one from before it was closed; for one
+                // closed by a disposition, the sync state above decides.
+                .filter(|(e, _)| {
+                    !deal.closed || deal.state.dispo.is_some() || deal.modified.is_some_and(|m| *e * 1000 > m)
+                })
                 .max_by_key(|(e, _)| *e);
             let Some((e, stage)) = newest else {
-                info!(deal = %id, "deal stage already set by a newer disposition: not moved back");
+                info!(deal = %id, "deal stage already set by a newer disposition or the deal was closed since: not moved");
                 continue;
             };
             inputs.push(json!({"id": id, "properties": {
@@ -911,6 +1034,61 @@ impl Engine {
         let written = self.write("deals.batch.update", &path, inputs, true, |i| json!({"inputs": i})).await;
         for (n, e) in written.failed {
             owners[n].iter().for_each(|&i| works[i].fail(e.clone()));
+        }
+    }
+
+    /// Reads deals (stage, closed, last change, sync state) in one batch read per 100; a
+    /// deal named by `vendor_lead_code` that does not exist fails the plans that named it.
+    async fn deals(
+        &self,
+        works: &mut [Work<'_>],
+        named: &BTreeMap<String, Vec<usize>>,
+        ids: &BTreeSet<String>,
+    ) -> HashMap<String, Deal> {
+        if ids.is_empty() {
+            return HashMap::new();
+        }
+        let prop = self.cfg.sync_state_property.clone();
+        let ids: Vec<String> = ids.iter().cloned().collect();
+        let path = self.objects("deals", "batch/read");
+        let body = json!({"properties": ["dealstage", "hs_is_closed", "hs_lastmodifieddate", prop]});
+        match self.read("deals.batch.read", &path, &ids, body).await {
+            Ok(results) => {
+                let found: HashMap<String, Deal> = results
+                    .iter()
+                    .filter_map(|r| {
+                        let modified = str_prop(r, "hs_lastmodifieddate")
+                            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                            .map(|t| t.timestamp_millis());
+                        let deal = Deal {
+                            closed: str_prop(r, "hs_is_closed") == Some("true"),
+                            modified,
+                            state: SyncState::parse(str_prop(r, &prop).unwrap_or("")),
+                        };
+                        Some((id_of(r)?, deal))
+                    })
+                    .collect();
+                for (id, idxs) in named {
+                    if !found.contains_key(id) {
+                        let e = SyncError::permanent(format!(
+                            "HubSpot deal {id} does not exist (or was deleted): check vendor_lead_code of lead {}",
+                            works[idxs[0]].lead_id()
+                        ));
+                        idxs.iter().for_each(|&i| works[i].fail(e.clone()));
+                    }
+                }
+                found
+            }
+            Err(e) => {
+                named.values().flatten().for_each(|&i| works[i].fail(e.clone()));
+                // A contact's deals that cannot be read move nothing: retry the plans.
+                for w in works.iter_mut() {
+                    if w.dispo().is_some_and(|(_, d)| d.deal_stage.is_some()) && w.deal.is_none() && w.live() {
+                        w.fail(e.clone());
+                    }
+                }
+                HashMap::new()
+            }
         }
     }
 

@@ -8,6 +8,7 @@ use reqwest::Method;
 use serde_json::Value;
 use vicibridge_core::config::salesforce::NotFoundPolicy;
 use vicibridge_core::config::{Config, Problem, Severity};
+use vicibridge_core::disposition::CrmFlavor;
 
 use crate::client::SfClient;
 use crate::error::SfError;
@@ -55,24 +56,22 @@ pub async fn check_org(client: &SfClient, config: &Config) -> Result<Vec<Problem
             ));
         }
     }
-    let layers = std::iter::once(("dispositions".to_owned(), &config.dispositions))
-        .chain(config.campaigns.iter().map(|(id, c)| (format!("campaigns.{id}.dispositions"), &c.dispositions)));
-    for (prefix, map) in layers {
-        for (status, rule) in map {
-            for (field, value, known, what) in [
-                ("lead_status", &rule.lead_status, &lead_statuses, "Lead Status"),
-                ("deal_stage", &rule.deal_stage, &stages, "active Opportunity stage"),
-            ] {
-                if let Some(v) = value.as_ref().filter(|v| !v.is_empty())
-                    && !known.contains(v)
-                {
-                    out.push(problem(
-                        format!("{prefix}.{status}.{field}"),
-                        format!("{v:?} is not a {what} in this org; it has: {}", list(known)),
-                        Severity::Error,
-                    ));
-                }
-            }
+    // What the mapping gives Salesforce, the built-in default stages included: an org that
+    // renamed "Closed Won" must hear it before the first SALE.
+    for mapped in config.mapped_values(CrmFlavor::Salesforce, true) {
+        let (known, what) = if mapped.field == "deal_stage" {
+            (&stages, "active Opportunity stage")
+        } else {
+            (&lead_statuses, "Lead Status")
+        };
+        if !known.contains(&mapped.value) {
+            let fix =
+                if mapped.built_in { " (set salesforce.deal_stage for this status, or \"\" to clear it)" } else { "" };
+            out.push(problem(
+                mapped.key.clone(),
+                format!("{:?} is not a {what} in this org{fix}; it has: {}", mapped.value, list(known)),
+                Severity::Error,
+            ));
         }
     }
     Ok(out)

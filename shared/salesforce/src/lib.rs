@@ -3,9 +3,10 @@
 //! CALLBK follow-up Tasks, DoNotCall, with composite batching and API-limit pacing.
 //!
 //! # One `apply` = at most three API calls, whatever the batch size (≤ 200 plans)
-//! 1. **Read** (one `POST /composite` of SOQL subrequests): the Tasks whose call key is in the
-//!    batch, the dispositioned calls already logged on the batch's records, and — for leads
-//!    without `vendor_lead_code` — Leads/Contacts by phone.
+//! 1. **Read** (`POST /composite` of SOQL subrequests, 5 per request): the Tasks whose call
+//!    key is in the batch, the dispositioned calls already logged on the batch's records, for
+//!    leads without `vendor_lead_code` Leads/Contacts by phone, and for Contacts whose
+//!    disposition has a stage their open Opportunities (roles, Account, Account's ones).
 //! 2. **Create Leads** (only when needed): Leads upserted by `lead_key_field` (= VICIdial
 //!    lead_id), so a retry never makes a second one.
 //! 3. **Write** (one `POST /composite` of sObject Collections, `allOrNone: false`): new call
@@ -43,6 +44,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 use vicibridge_core::SyncError;
+use vicibridge_core::config::ContactDeal;
 use vicibridge_core::config::salesforce::{NotFoundPolicy, SalesforceConfig};
 use vicibridge_core::plan::{CallPhase, SyncPlan};
 use vicibridge_core::ports::{Applied, Crm, SecretStore, SecretWriter};
@@ -74,6 +76,23 @@ pub(crate) enum QueryKind {
     Tasks,
     History,
     Phone(vicibridge_core::config::salesforce::LookupObject),
+    /// A Contact's roles on open Opportunities, its Account, its Account's open Opportunities.
+    Roles,
+    Accounts,
+    AccountOpportunities,
+}
+
+impl Observed {
+    fn add(&mut self, cfg: &SalesforceConfig, kind: &QueryKind, records: &[Value]) {
+        match kind {
+            QueryKind::Tasks => self.add_tasks(cfg, records),
+            QueryKind::History => self.add_history(cfg, records),
+            QueryKind::Roles => self.add_roles(records),
+            QueryKind::Accounts => self.add_accounts(records),
+            QueryKind::AccountOpportunities => self.add_account_opportunities(records),
+            QueryKind::Phone(_) => {}
+        }
+    }
 }
 
 impl SalesforceCrm {
@@ -149,9 +168,8 @@ impl SalesforceCrm {
                 Ok(answers) => {
                     for ((kind, _), records) in queries.iter().zip(answers) {
                         match kind {
-                            QueryKind::Tasks => observed.add_tasks(cfg, &records),
-                            QueryKind::History => observed.add_history(cfg, &records),
                             QueryKind::Phone(o) => phone_found.push((*o, records)),
+                            _ => observed.add(cfg, kind, &records),
                         }
                     }
                 }
@@ -184,14 +202,15 @@ impl SalesforceCrm {
 
         // Round 2 (only when needed): Leads to create, history of records found by phone.
         let history_ids = history_targets(plans, &targets, &phone_resolved);
-        if !needs_lead.is_empty() || !history_ids.is_empty() {
+        let mut queries: Vec<(QueryKind, String)> =
+            history_ids.chunks(IN_CHUNK).map(|ids| (QueryKind::History, sync::history_query(cfg, ids))).collect();
+        queries.extend(opportunity_queries(cfg, plans, &targets, &phone_resolved));
+        if !needs_lead.is_empty() || !queries.is_empty() {
             let lead_writes = lead_writes(cfg, plans, &needs_lead);
-            let queries: Vec<(QueryKind, String)> =
-                history_ids.chunks(IN_CHUNK).map(|ids| (QueryKind::History, sync::history_query(cfg, ids))).collect();
             match self.run_round("leads", &lead_writes, &queries).await {
                 Ok((written, answers)) => {
-                    for records in answers {
-                        observed.add_history(cfg, &records);
+                    for ((kind, _), records) in queries.iter().zip(answers) {
+                        observed.add(cfg, kind, &records);
                     }
                     for (w, result) in lead_writes.iter().zip(written) {
                         for &i in &w.owners {
@@ -386,6 +405,7 @@ pub(crate) fn read_queries(
     let all: Vec<usize> = (0..plans.len()).collect();
     let ids = history_targets(plans, targets, &all);
     out.extend(ids.chunks(IN_CHUNK).map(|ids| (QueryKind::History, sync::history_query(cfg, ids))));
+    out.extend(opportunity_queries(cfg, plans, targets, &all));
     let mut variants: Vec<String> = lookups.iter().flat_map(|(_, p)| p.variants()).collect();
     variants.sort();
     variants.dedup();
@@ -412,6 +432,37 @@ fn history_targets(plans: &[SyncPlan], targets: &[Option<RecordRef>], which: &[u
     ids.sort();
     ids.dedup();
     ids
+}
+
+/// For Contacts (among `which` plans) whose disposition has a deal stage: the queries that
+/// find their open Opportunities (`salesforce.contact_deal`).
+fn opportunity_queries(
+    cfg: &SalesforceConfig,
+    plans: &[SyncPlan],
+    targets: &[Option<RecordRef>],
+    which: &[usize],
+) -> Vec<(QueryKind, String)> {
+    if cfg.contact_deal == ContactDeal::None {
+        return Vec::new();
+    }
+    let mut contacts: Vec<String> = which
+        .iter()
+        .filter_map(|&i| {
+            let SyncPlan::Call(c) = &plans[i] else { return None };
+            let t = targets.get(i)?.as_ref()?;
+            let staged = c.phase == CallPhase::Dispositioned && c.disposition.as_ref()?.deal_stage.is_some();
+            (staged && t.object == "Contact").then(|| t.id.clone())
+        })
+        .collect();
+    contacts.sort();
+    contacts.dedup();
+    let mut out = Vec::new();
+    for ids in contacts.chunks(IN_CHUNK) {
+        out.push((QueryKind::Roles, sync::roles_query(ids)));
+        out.push((QueryKind::Accounts, sync::contact_accounts_query(ids)));
+        out.push((QueryKind::AccountOpportunities, sync::account_opportunities_query(ids)));
+    }
+    out
 }
 
 /// A lead injected from a Salesforce Lead: VICIdial's lead_id goes into `lead_key_field`, so

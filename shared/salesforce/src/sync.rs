@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 use vicibridge_core::SyncError;
+use vicibridge_core::config::ContactDeal;
 use vicibridge_core::config::salesforce::{LookupObject, SalesforceConfig};
+use vicibridge_core::direction::CallDirection;
 use vicibridge_core::event::LeadFields;
 use vicibridge_core::plan::{CallPhase, CallPlan, SyncPlan};
 
@@ -141,7 +143,31 @@ fn in_list(values: &[String]) -> String {
 /// Tasks by call key (call Tasks and callback Tasks).
 pub fn task_query(cfg: &SalesforceConfig, keys: &[String]) -> String {
     let f = &cfg.call_key_field;
-    format!("SELECT Id, {f}, Status, CallDisposition, Description FROM Task WHERE {f} IN ({})", in_list(keys))
+    format!(
+        "SELECT Id, {f}, Status, CallDisposition, Description, WhoId, WhatId FROM Task WHERE {f} IN ({})",
+        in_list(keys)
+    )
+}
+
+/// The open Opportunities these Contacts have a role on (`IsPrimary` tells the primary one).
+pub fn roles_query(contacts: &[String]) -> String {
+    format!(
+        "SELECT ContactId, OpportunityId, IsPrimary, Opportunity.LastModifiedDate FROM OpportunityContactRole WHERE Opportunity.IsClosed = false AND ContactId IN ({})",
+        in_list(contacts)
+    )
+}
+
+/// The Accounts of these Contacts (for the Account's Opportunities, when a Contact has no role).
+pub fn contact_accounts_query(contacts: &[String]) -> String {
+    format!("SELECT Id, AccountId FROM Contact WHERE Id IN ({})", in_list(contacts))
+}
+
+/// The open Opportunities of these Contacts' Accounts, most recently modified first.
+pub fn account_opportunities_query(contacts: &[String]) -> String {
+    format!(
+        "SELECT Id, AccountId, LastModifiedDate FROM Opportunity WHERE IsClosed = false AND AccountId IN (SELECT AccountId FROM Contact WHERE Id IN ({})) ORDER BY LastModifiedDate DESC",
+        in_list(contacts)
+    )
 }
 
 /// Dispositioned call Tasks of these records: the newest call on a record decides its
@@ -169,6 +195,8 @@ pub struct ExistingTask {
     pub id: String,
     pub dispositioned: bool,
     pub event_at: Option<DateTime<Utc>>,
+    pub who: Option<String>,
+    pub what: Option<String>,
 }
 
 /// What the first round of queries found.
@@ -178,6 +206,12 @@ pub struct Observed {
     pub tasks: HashMap<String, ExistingTask>,
     /// Newest dispositioned call on each record: (event time, call key).
     pub newest: HashMap<String, (DateTime<Utc>, String)>,
+    /// Contact → its roles on open Opportunities: (Opportunity, primary, last modified).
+    pub roles: HashMap<String, Vec<(String, bool, String)>>,
+    /// Contact → Account.
+    pub accounts: HashMap<String, String>,
+    /// Account → its open Opportunities, most recently modified first.
+    pub account_opportunities: HashMap<String, Vec<String>>,
 }
 
 impl Observed {
@@ -187,11 +221,69 @@ impl Observed {
             let mark = r["Description"].as_str().and_then(parse_trailer);
             let dispositioned =
                 r["CallDisposition"].as_str().is_some_and(|d| !d.is_empty()) || mark.is_some_and(|(d, _)| d);
+            let field = |f: &str| r[f].as_str().filter(|v| !v.is_empty()).map(str::to_owned);
             self.tasks.insert(
                 key.to_owned(),
-                ExistingTask { id: id.to_owned(), dispositioned, event_at: mark.map(|(_, at)| at) },
+                ExistingTask {
+                    id: id.to_owned(),
+                    dispositioned,
+                    event_at: mark.map(|(_, at)| at),
+                    who: field("WhoId"),
+                    what: field("WhatId"),
+                },
             );
         }
+    }
+
+    pub fn add_roles(&mut self, records: &[Value]) {
+        for r in records {
+            let (Some(contact), Some(opportunity)) = (r["ContactId"].as_str(), r["OpportunityId"].as_str()) else {
+                continue;
+            };
+            let modified = r["Opportunity"]["LastModifiedDate"].as_str().unwrap_or("").to_owned();
+            let primary = r["IsPrimary"] == Value::Bool(true);
+            self.roles.entry(contact.to_owned()).or_default().push((opportunity.to_owned(), primary, modified));
+        }
+    }
+
+    pub fn add_accounts(&mut self, records: &[Value]) {
+        for r in records {
+            if let (Some(contact), Some(account)) = (r["Id"].as_str(), r["AccountId"].as_str()) {
+                self.accounts.insert(contact.to_owned(), account.to_owned());
+            }
+        }
+    }
+
+    pub fn add_account_opportunities(&mut self, records: &[Value]) {
+        for r in records {
+            if let (Some(id), Some(account)) = (r["Id"].as_str(), r["AccountId"].as_str()) {
+                let list = self.account_opportunities.entry(account.to_owned()).or_default();
+                if !list.iter().any(|o| o == id) {
+                    list.push(id.to_owned());
+                }
+            }
+        }
+    }
+
+    /// The open Opportunities a Contact's disposition moves (`salesforce.contact_deal`): those
+    /// the Contact is primary contact of (`latest_open`: the most recently modified one), else
+    /// its Account's (`latest_open`: the most recent one). Closed ones were never read.
+    pub fn opportunities_of(&self, contact: &str, policy: ContactDeal) -> Vec<String> {
+        if policy == ContactDeal::None {
+            return Vec::new();
+        }
+        let mut primary: Vec<&(String, bool, String)> =
+            self.roles.get(contact).into_iter().flatten().filter(|(_, p, _)| *p).collect();
+        primary.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| b.0.cmp(&a.0)));
+        let mut chosen: Vec<String> = primary.iter().map(|(o, _, _)| o.clone()).collect();
+        if chosen.is_empty() {
+            chosen =
+                self.accounts.get(contact).and_then(|a| self.account_opportunities.get(a)).cloned().unwrap_or_default();
+        }
+        if policy == ContactDeal::LatestOpen {
+            chosen.truncate(1);
+        }
+        chosen
     }
 
     pub fn add_history(&mut self, cfg: &SalesforceConfig, records: &[Value]) {
@@ -331,9 +423,11 @@ pub fn decide(
                 });
             }
             Some(existing) => {
+                let mut updated = false;
                 if let Some(n) = newest.and_then(call) {
                     let moves_forward = !existing.dispositioned || newer(n.event_at, existing.event_at);
                     if moves_forward {
+                        updated = true;
                         let mut record = task_dispo_fields(cfg, n, &target);
                         set(&mut record, "Id", json!(existing.id));
                         if let Some(i) = newest {
@@ -350,7 +444,28 @@ pub fn decide(
                     }
                 }
                 // Start fields are written on create only: a start arriving after the Task
-                // exists (duplicate, or after its dispo) changes nothing.
+                // exists (duplicate, or after its dispo) changes nothing but a missing link.
+                let linked = if is_person(&target) { &existing.who } else { &existing.what };
+                if !updated && linked.is_none() {
+                    // Every event of a call checks that the Task names its record: the event
+                    // that created it may have left it unlinked. An existing link is kept.
+                    tracing::info!(key = %key, record = %target.id, "the call Task names no record: linking it");
+                    let mut record = Map::new();
+                    record.insert("attributes".into(), json!({ "type": "Task" }));
+                    record.insert("Id".into(), json!(existing.id));
+                    who_what(&mut record, &target);
+                    for &i in members {
+                        d.changes[i] = true;
+                    }
+                    d.writes.push(Write {
+                        op: WriteOp::Update,
+                        object: "Task".into(),
+                        record: Value::Object(record),
+                        owners: members.clone(),
+                        what: format!("Task for call {key}"),
+                        duplicate_is_done: false,
+                    });
+                }
             }
         }
         if let Some(n) = newest {
@@ -369,20 +484,34 @@ pub fn decide(
             observed.newest.get(&target.id).is_some_and(|(at, key)| *key != c.call_key && newer(Some(*at), c.event_at));
         let superseded_by_task = existing.is_some_and(|e| e.dispositioned && newer(e.event_at, c.event_at));
         let superseded = superseded_by_history || superseded_by_task;
-        let entry = records.entry(target.id.clone()).or_insert_with(|| (target.object.clone(), Map::new(), Vec::new()));
+        let mut fields = Map::new();
         let mut touched = false;
         if !superseded {
             if let Some(status) = &dp.lead_status
                 && target.object == "Lead"
             {
-                entry.1.insert("Status".into(), json!(status));
+                fields.insert("Status".into(), json!(status));
                 touched = true;
             }
             if let Some(stage) = &dp.deal_stage
                 && target.object == "Opportunity"
             {
-                entry.1.insert("StageName".into(), json!(stage));
+                fields.insert("StageName".into(), json!(stage));
                 touched = true;
+            }
+            // A Contact's disposition moves its open Opportunity (salesforce.contact_deal).
+            if let Some(stage) = &dp.deal_stage
+                && target.object == "Contact"
+            {
+                let opportunities = observed.opportunities_of(&target.id, cfg.contact_deal);
+                if opportunities.is_empty() && cfg.contact_deal != ContactDeal::None {
+                    tracing::info!(key = %c.key, contact = %target.id, "the Contact has no open Opportunity: no stage moves");
+                }
+                for o in opportunities {
+                    let opp = records.entry(o).or_insert_with(|| ("Opportunity".to_owned(), Map::new(), Vec::new()));
+                    opp.1.insert("StageName".into(), json!(stage));
+                    opp.2.push(i);
+                }
             }
             if let Some(cb) = &dp.callback {
                 let key = format!("{}{CALLBACK_SUFFIX}", c.call_key);
@@ -402,8 +531,8 @@ pub fn decide(
             tracing::info!(key = %c.key, record = %target.id, "a newer call already set this record: status, stage and callback of this older disposition are not applied");
         }
         if dp.do_not_call {
-            if target.object == "Lead" || target.object == "Contact" {
-                entry.1.insert("DoNotCall".into(), json!(true));
+            if is_person(&target) {
+                fields.insert("DoNotCall".into(), json!(true));
                 touched = true;
             } else {
                 d.errors.insert(
@@ -415,6 +544,8 @@ pub fn decide(
                 );
             }
         }
+        let entry = records.entry(target.id.clone()).or_insert_with(|| (target.object.clone(), Map::new(), Vec::new()));
+        entry.1.extend(fields);
         if touched {
             entry.2.push(i);
         }
@@ -463,8 +594,13 @@ fn merge(record: &mut Value, more: Value) {
     }
 }
 
+/// Leads and Contacts are a Task's `WhoId`; every other record its `WhatId`.
+fn is_person(target: &RecordRef) -> bool {
+    target.object == "Lead" || target.object == "Contact"
+}
+
 fn who_what(record: &mut Map<String, Value>, target: &RecordRef) {
-    let field = if target.object == "Lead" || target.object == "Contact" { "WhoId" } else { "WhatId" };
+    let field = if is_person(target) { "WhoId" } else { "WhatId" };
     record.insert(field.into(), json!(target.id));
 }
 
@@ -482,7 +618,10 @@ fn task_start_fields(cfg: &SalesforceConfig, c: &CallPlan, target: &RecordRef, n
     r.insert("Subject".into(), json!(cut(&format!("Call {}", call_party(c)), 255)));
     r.insert("Status".into(), json!(cfg.call_open_status));
     r.insert("Priority".into(), json!("Normal"));
-    r.insert("CallType".into(), json!(if c.ingroup.is_some() { "Inbound" } else { "Outbound" }));
+    // Salesforce's CallType has no "unknown": a call VICIdial's URL does not explain is
+    // logged as the dialer's usual outbound call.
+    let inbound = c.direction.is_some_and(CallDirection::is_inbound);
+    r.insert("CallType".into(), json!(if inbound { "Inbound" } else { "Outbound" }));
     let day = c.started_at.or(c.event_at).unwrap_or(now);
     r.insert("ActivityDate".into(), json!(day.format("%Y-%m-%d").to_string()));
     r.insert("Description".into(), json!(description(cfg, c)));

@@ -29,6 +29,10 @@ pub struct HubspotConfig {
     /// When no contact matches the lead.
     #[serde(default)]
     pub not_found: NotFoundPolicy,
+    /// Which deals of the contact a disposition's deal stage moves (`vendor_lead_code` holds
+    /// a contact id or email): `latest_open`, `all_open` or `none`.
+    #[serde(default)]
+    pub contact_deal: super::ContactDeal,
     /// Contact properties searched (EQ, national digits) when `vendor_lead_code` is empty.
     #[serde(default = "default_phone_properties")]
     pub phone_properties: Vec<String>,
@@ -55,7 +59,8 @@ pub struct HubspotConfig {
     pub recording_base_url: Option<String>,
     #[serde(default = "default_recording_extension")]
     pub recording_extension: String,
-    /// `OUTBOUND` or `INBOUND` (calls with an in-group are logged INBOUND).
+    /// `OUTBOUND` or `INBOUND`: the direction of calls whose URL does not tell (no `group` +
+    /// `campaign` pair and no `call_id`); see `vicibridge_core::direction`.
     #[serde(default = "default_direction")]
     pub call_direction: String,
     /// HubSpot's per-10-second budget for this app, shared by every request of the process.
@@ -179,14 +184,11 @@ fn is_path(s: &str) -> bool {
 impl HubspotConfig {
     /// Everything `check-config` says about `[hubspot]`, and the deal stages of the mapping.
     pub fn config_problems(&self, config: &super::Config) -> Vec<Problem> {
-        let layers = std::iter::once(("dispositions".to_owned(), &config.dispositions))
-            .chain(config.campaigns.iter().map(|(id, c)| (format!("campaigns.{id}.dispositions"), &c.dispositions)));
-        let stages: Vec<(String, String)> = layers
-            .flat_map(|(prefix, map)| {
-                map.iter().filter_map(move |(status, o)| {
-                    o.deal_stage.as_ref().map(|s| (format!("{prefix}.{status}.deal_stage"), s.clone()))
-                })
-            })
+        let stages: Vec<(String, String)> = config
+            .mapped_values(crate::disposition::CrmFlavor::Hubspot, false)
+            .into_iter()
+            .filter(|v| v.field == "deal_stage")
+            .map(|v| (v.key, v.value))
             .collect();
         self.problems(&stages)
     }
@@ -399,6 +401,14 @@ mod tests {
             problems[0].starts_with("warning: dispositions.SALE.deal_stage") && problems[0].contains("internal id"),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn hubspot_reads_its_own_stage_beside_the_neutral_one() {
+        let text = "[vicidial]\nbase_url = \"https://d\"\n[crm]\nkind = \"hubspot\"\n[hubspot]\ncontact_deal = \"all_open\"\n[dispositions.SALE]\ndeal_stage = \"Closed Won\"\nhubspot.deal_stage = \"closedwon\"\n[dispositions.NI]\nsalesforce.deal_stage = \"Closed Lost\"\n";
+        let config = super::super::Config::from_toml(text).unwrap();
+        assert!(config.problems().is_empty(), "{:?}", config.problems());
+        assert_eq!(config.hubspot.unwrap().contact_deal, super::super::ContactDeal::AllOpen);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::fmt;
 pub use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer};
 
-use crate::disposition::{DispositionMap, RuleOverride};
+use crate::disposition::{CrmFlavor, DispositionMap, RuleOverride, built_in_deal_stage};
 pub use hubspot::HubspotConfig;
 pub use lead_injection::LeadInjectionConfig;
 pub use salesforce::SalesforceConfig;
@@ -73,6 +73,32 @@ impl fmt::Display for CrmKind {
 #[serde(deny_unknown_fields)]
 pub struct CrmConfig {
     pub kind: CrmKind,
+}
+
+/// `contact_deal` of `[hubspot]` / `[salesforce]`: which deals (Opportunities) a disposition
+/// keyed on a contact moves to its deal stage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactDeal {
+    /// The contact's open deal modified most recently (Salesforce: the open Opportunity the
+    /// Contact is the primary contact of, else the most recent open one of its Account).
+    #[default]
+    LatestOpen,
+    /// Every open deal of the contact.
+    AllOpen,
+    /// None: only a deal named in `vendor_lead_code` moves.
+    None,
+}
+
+/// One CRM value (deal stage or lead status) the mapping can produce, with the key it comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MappedValue {
+    /// `dispositions.SALE.salesforce.deal_stage`, or `… (built-in default)`.
+    pub key: String,
+    /// `deal_stage` or `lead_status`.
+    pub field: &'static str,
+    pub value: String,
+    pub built_in: bool,
 }
 
 /// The embedded queue of `vicibridge serve` (on AWS the SAM template sets SQS's own values).
@@ -247,11 +273,63 @@ impl Config {
         out
     }
 
+    /// The mapping for the CRM the sync writes to (or, for dry-run, the CRM whose section is
+    /// present, so the record shows that CRM's values).
     pub fn disposition_map(&self) -> DispositionMap {
         DispositionMap::new(
             self.dispositions.clone(),
             self.campaigns.iter().map(|(id, c)| (id.clone(), c.dispositions.clone())).collect(),
         )
+        .for_crm(self.crm_flavor())
+    }
+
+    pub fn crm_flavor(&self) -> CrmFlavor {
+        match self.crm.kind {
+            CrmKind::Hubspot => CrmFlavor::Hubspot,
+            CrmKind::Salesforce => CrmFlavor::Salesforce,
+            CrmKind::DryRun if self.hubspot.is_some() => CrmFlavor::Hubspot,
+            CrmKind::DryRun if self.salesforce.is_some() => CrmFlavor::Salesforce,
+            CrmKind::DryRun => CrmFlavor::Neutral,
+        }
+    }
+
+    /// Every non-empty deal stage and lead status the mapping gives `flavor`, each with the key
+    /// it comes from: per layer the CRM's own value, else the neutral one; with `built_ins`,
+    /// also the built-in default stages a layer does not replace.
+    pub fn mapped_values(&self, flavor: CrmFlavor, built_ins: bool) -> Vec<MappedValue> {
+        let mut out = Vec::new();
+        let layers = std::iter::once(("dispositions".to_owned(), &self.dispositions))
+            .chain(self.campaigns.iter().map(|(id, c)| (format!("campaigns.{id}.dispositions"), &c.dispositions)));
+        for (prefix, map) in layers {
+            for (status, rule) in map {
+                for (field, value) in
+                    [("deal_stage", rule.deal_stage_for(flavor)), ("lead_status", rule.lead_status_for(flavor))]
+                {
+                    if let Some(v) = value.filter(|v| !v.is_empty()) {
+                        out.push(MappedValue {
+                            key: format!("{prefix}.{status}.{}", rule.key_for(flavor, field)),
+                            field,
+                            value: v.clone(),
+                            built_in: false,
+                        });
+                    }
+                }
+            }
+        }
+        if built_ins {
+            for status in DispositionMap::built_in_statuses() {
+                let replaced = self.dispositions.get(status).is_some_and(|r| r.deal_stage_for(flavor).is_some());
+                if let (false, Some(stage)) = (replaced, built_in_deal_stage(flavor, status)) {
+                    out.push(MappedValue {
+                        key: format!("dispositions.{status}.deal_stage (built-in default)"),
+                        field: "deal_stage",
+                        value: stage.to_owned(),
+                        built_in: true,
+                    });
+                }
+            }
+        }
+        out
     }
 }
 
@@ -272,6 +350,23 @@ mod tests {
 
     fn err(text: &str) -> String {
         Config::from_toml(text).unwrap_err().to_string()
+    }
+
+    /// The shipped example works for either CRM as it is: only `[crm] kind` and the CRM's
+    /// section change when a shop switches.
+    #[test]
+    fn the_example_config_is_valid_for_both_crms() {
+        let example = include_str!("../../../../infra/vicibridge.example.toml");
+        let dry = Config::from_toml(example).unwrap();
+        assert!(dry.problems().is_empty(), "{:?}", dry.problems());
+        for (kind, stage) in [("hubspot", "closedwon"), ("salesforce", "Closed Won")] {
+            let text = example.replace("kind = \"dry-run\"", &format!("kind = \"{kind}\"\n[{kind}]"));
+            let c = Config::from_toml(&text).unwrap();
+            assert_eq!(c.crm.kind.to_string(), kind);
+            assert!(c.problems().is_empty(), "{kind}: {:?}", c.problems());
+            let sale = c.disposition_map().rule_for(Some("TESTCAMP"), "SALE").unwrap();
+            assert_eq!(sale.deal_stage.as_deref(), Some(stage), "{kind}");
+        }
     }
 
     #[test]

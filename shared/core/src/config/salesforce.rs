@@ -35,6 +35,11 @@ pub struct SalesforceConfig {
     /// no record.
     #[serde(default)]
     pub when_not_found: NotFoundPolicy,
+    /// Which Opportunities of a Contact a disposition's deal stage moves: `latest_open` (the
+    /// open Opportunity the Contact is primary contact of, else the most recent open one of
+    /// its Account), `all_open` or `none`. A Lead keeps its Lead Status.
+    #[serde(default)]
+    pub contact_deal: super::ContactDeal,
     /// Objects searched by phone when `vendor_lead_code` is empty, first match wins.
     #[serde(default = "default_lookup_objects")]
     pub lookup_objects: Vec<LookupObject>,
@@ -307,33 +312,20 @@ impl SalesforceConfig {
 /// without credentials.
 fn mapping_problems(config: &Config) -> Vec<Problem> {
     let mut out = Vec::new();
-    let layers = std::iter::once(("dispositions".to_owned(), &config.dispositions))
-        .chain(config.campaigns.iter().map(|(id, c)| (format!("campaigns.{id}.dispositions"), &c.dispositions)));
-    for (prefix, map) in layers {
-        for (status, rule) in map {
-            for (field, value, object) in [
-                ("lead_status", &rule.lead_status, "Lead Status"),
-                ("deal_stage", &rule.deal_stage, "Opportunity StageName"),
-            ] {
-                let Some(value) = value else { continue };
-                let key = format!("{prefix}.{status}.{field}");
-                let warn = |message: String| Problem { key: key.clone(), message, severity: Severity::Warning };
-                if value.is_empty() {
-                    continue; // clears the built-in value on purpose
-                }
-                if value.trim() != value {
-                    out.push(warn(format!(
-                        "{value:?} has leading or trailing spaces: {object} values must match exactly"
-                    )));
-                } else if value.len() > 255 {
-                    out.push(warn(format!("longer than 255 characters: not a {object} picklist value")));
-                } else if value.bytes().all(|b| b.is_ascii_digit()) || looks_like_hubspot_id(value) {
-                    out.push(warn(format!(
-                        "{value:?} looks like a HubSpot internal id; Salesforce wants the {object} picklist API name, e.g. {}",
-                        if field == "deal_stage" { "\"Closed Won\"" } else { "\"Working - Contacted\"" }
-                    )));
-                }
-            }
+    // Empty values (which clear a built-in value on purpose) are not listed.
+    for mapped in config.mapped_values(crate::disposition::CrmFlavor::Salesforce, false) {
+        let (field, value) = (mapped.field, mapped.value.as_str());
+        let object = if field == "deal_stage" { "Opportunity StageName" } else { "Lead Status" };
+        let warn = |message: String| Problem { key: mapped.key.clone(), message, severity: Severity::Warning };
+        if value.trim() != value {
+            out.push(warn(format!("{value:?} has leading or trailing spaces: {object} values must match exactly")));
+        } else if value.len() > 255 {
+            out.push(warn(format!("longer than 255 characters: not a {object} picklist value")));
+        } else if value.bytes().all(|b| b.is_ascii_digit()) || looks_like_hubspot_id(value) {
+            out.push(warn(format!(
+                "{value:?} looks like a HubSpot internal id; Salesforce wants the {object} picklist API name, e.g. {}",
+                if field == "deal_stage" { "\"Closed Won\"" } else { "\"Working - Contacted\"" }
+            )));
         }
     }
     out
@@ -412,5 +404,15 @@ mod tests {
         assert!(keys.contains(&"dispositions.SALE.lead_status"), "{problems:?}");
         assert!(!keys.contains(&"dispositions.NI.lead_status"), "{problems:?}");
         assert!(problems.iter().all(|p| p.severity == Severity::Warning));
+
+        // The same statuses with each CRM's own value: nothing to say for either CRM.
+        let both = "[dispositions.SALE]\nhubspot.deal_stage = \"closedwon\"\nsalesforce.deal_stage = \"Closed Won\"\nhubspot.lead_status = \"CONNECTED\"\nsalesforce.lead_status = \"Closed - Converted\"\n";
+        for kind in ["salesforce", "hubspot"] {
+            let c = Config::from_toml(&format!(
+                "[vicidial]\nbase_url = \"https://d.example.com\"\n[crm]\nkind = \"{kind}\"\n[{kind}]\n{both}"
+            ))
+            .unwrap();
+            assert!(c.problems().is_empty(), "{kind}: {:?}", c.problems());
+        }
     }
 }
