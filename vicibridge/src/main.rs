@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 mod hubspot_setup;
+mod webhook_test;
 
 // Measured under `serve` load: glibc's allocator spent about a tenth of the HTTP threads'
 // time in malloc/free, mostly freeing on one thread what another allocated (BENCHMARKS.md).
@@ -72,6 +73,9 @@ enum Command {
     /// HubSpot tools: `vicibridge hubspot setup` creates the custom properties.
     #[command(subcommand)]
     Hubspot(hubspot_setup::HubspotCommand),
+    /// Webhook tools: `vicibridge webhook test` sends a signed sample event.
+    #[command(subcommand)]
+    Webhook(webhook_test::WebhookCommand),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -159,11 +163,23 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .map_err(|e| format!("cannot check the Salesforce org: {e}"))?;
                 problems.extend(org);
             }
+            if let Some(secrets_path) = secrets_path.as_deref()
+                && config.crm.kind == CrmKind::Webhook
+            {
+                let doc = secrets(Some(secrets_path))?.current().await.map_err(|e| e.to_string())?;
+                if let Err(e) = vicibridge_webhook::signing::SigningKeys::from_secrets(doc.webhook.as_ref()) {
+                    problems.push(vicibridge_core::config::Problem {
+                        key: "webhook.signing_secret".into(),
+                        message: e.to_string(),
+                        severity: Severity::Error,
+                    });
+                }
+            }
             for p in &problems {
                 println!("{p}");
             }
             if problems.iter().any(|p| p.severity == Severity::Error) {
-                return Err(format!("{}: the CRM org does not match the configuration", path.display()));
+                return Err(format!("{}: the CRM org or the secret does not match the configuration", path.display()));
             }
             let campaigns = config.campaigns.len();
             println!(
@@ -197,6 +213,10 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Hubspot(hubspot_setup::HubspotCommand::Setup { config, secrets: secrets_path }) => {
             let config = load_config(&config)?;
             hubspot_setup::setup(&config, secrets(secrets_path.as_deref())?).await
+        }
+        Command::Webhook(webhook_test::WebhookCommand::Test { config, secrets: secrets_path }) => {
+            let config = load_config(&config)?;
+            webhook_test::test(&config, secrets(secrets_path.as_deref())?).await
         }
     }
 }

@@ -37,6 +37,15 @@ impl SyncPlan {
             SyncPlan::LinkLead(l) => l.lead_id,
         }
     }
+
+    /// When vicibridge accepted the event (the envelope's `received_at`).
+    pub fn received_at(&self) -> DateTime<Utc> {
+        match self {
+            SyncPlan::Call(c) => c.received_at,
+            SyncPlan::NewLead(l) => l.received_at,
+            SyncPlan::LinkLead(l) => l.received_at,
+        }
+    }
 }
 
 /// Which event produced the plan; each phase owns its own fields of the call record.
@@ -58,6 +67,9 @@ pub struct CallPlan {
     /// VICIdial's call key (`uniqueid`, else `call_id`), verbatim: every CRM call record
     /// carries it so an operator can find the record of any VICIdial call.
     pub call_key: String,
+    /// Both of VICIdial's call identifiers as it sent them (`call_key` is one of them).
+    pub uniqueid: Option<String>,
+    pub call_id: Option<String>,
     pub agent: Option<String>,
     pub campaign: Option<String>,
     /// `None` when VICIdial's URL does not tell (the CRM's configured default applies).
@@ -70,6 +82,7 @@ pub struct CallPlan {
     /// VICIdial's `epoch` for this event: orders events so an older one never wins.
     pub event_at: Option<DateTime<Utc>>,
     pub disposition: Option<DispositionPlan>,
+    pub received_at: DateTime<Utc>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -108,6 +121,7 @@ pub struct LeadPlan {
     /// Set when the lead already names its CRM record: link, never create a second one.
     pub crm_ref: Option<String>,
     pub added_by: Option<String>,
+    pub received_at: DateTime<Utc>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -118,6 +132,7 @@ pub struct LinkPlan {
     pub crm_ref: String,
     pub object: Option<String>,
     pub lead_id: LeadId,
+    pub received_at: DateTime<Utc>,
 }
 
 /// One CRM-neutral change, as the dry-run CRM records it.
@@ -216,14 +231,16 @@ pub fn local_to_utc(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
     }
 }
 
-fn call_plan(key: IdempotencyKey, phase: CallPhase, lead_id: LeadId, lead: &LeadFields, call: &CallInfo) -> CallPlan {
+fn call_plan(envelope: &Envelope, phase: CallPhase, lead_id: LeadId, lead: &LeadFields, call: &CallInfo) -> CallPlan {
     CallPlan {
-        key,
+        key: envelope.key.clone(),
         phase,
         lead_id,
         crm_ref: lead.vendor_lead_code.clone(),
         lead: lead.clone(),
         call_key: call.key.value().to_owned(),
+        uniqueid: call.uniqueid.clone(),
+        call_id: call.call_id.clone(),
         agent: call.agent.clone(),
         campaign: call.campaign.clone(),
         direction: CallDirection::of(call),
@@ -231,6 +248,7 @@ fn call_plan(key: IdempotencyKey, phase: CallPhase, lead_id: LeadId, lead: &Lead
         started_at: from_epoch(call.epoch),
         event_at: from_epoch(call.epoch),
         disposition: None,
+        received_at: envelope.received_at,
     }
 }
 
@@ -251,17 +269,19 @@ pub fn plan(envelope: &Envelope, map: &DispositionMap, server_tz: Tz) -> Result<
             crm_ref: e.crm_ref.clone(),
             object: e.object.clone(),
             lead_id: e.lead_id,
+            received_at: envelope.received_at,
         }),
-        Event::CallStart(e) => SyncPlan::Call(call_plan(key, CallPhase::Started, e.lead_id, &e.lead, &e.call)),
+        Event::CallStart(e) => SyncPlan::Call(call_plan(envelope, CallPhase::Started, e.lead_id, &e.lead, &e.call)),
         Event::NewLead(e) => SyncPlan::NewLead(LeadPlan {
             key,
             lead_id: e.lead_id,
             lead: e.lead.clone(),
             crm_ref: e.lead.vendor_lead_code.clone(),
             added_by: e.added_by.clone(),
+            received_at: envelope.received_at,
         }),
         Event::Dispo(e) => {
-            let mut plan = call_plan(key, CallPhase::Dispositioned, e.lead_id, &e.lead, &e.call);
+            let mut plan = call_plan(envelope, CallPhase::Dispositioned, e.lead_id, &e.lead, &e.call);
             if let (Some(end), Some(talk)) = (plan.event_at, e.talk_time_secs) {
                 plan.started_at = Some(end - chrono::Duration::seconds(i64::from(talk)));
             }

@@ -68,11 +68,14 @@ pub trait Crm: Send + Sync {
 pub struct RequestPreview {
     pub method: &'static str,
     pub url: String,
+    /// Headers worth showing (the webhook adapter's signature headers); never a secret.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub headers: std::collections::BTreeMap<String, String>,
     pub body: serde_json::Value,
 }
 
 /// Lets the dry-run CRM show a real CRM's exact requests without sending them: with
-/// `crm.kind = "dry-run"` and a `[hubspot]` (or `[salesforce]`) section, the dry-run record
+/// `crm.kind = "dry-run"` and a `[hubspot]` (or `[salesforce]`, `[webhook]`) section, the dry-run record
 /// carries what that adapter would send for each batch. No I/O: requests that depend on an
 /// answer (a search before an update) are shown as the adapter would first send them.
 pub trait PreviewRequests: Send + Sync {

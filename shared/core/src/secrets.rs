@@ -43,6 +43,8 @@ pub struct SecretDoc {
     pub hubspot: Option<HubspotSecrets>,
     #[serde(default)]
     pub salesforce: Option<SalesforceSecrets>,
+    #[serde(default)]
+    pub webhook: Option<WebhookSecrets>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -76,6 +78,17 @@ pub struct SalesforceSecrets {
     pub private_key: Option<Secret>,
 }
 
+/// The webhook destination's signing secrets (`whsec_` + base64, as Standard Webhooks defines).
+/// During a rotation both sign every request: the receiver switches to the new one, then
+/// `previous_signing_secret` is removed.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSecrets {
+    pub signing_secret: Secret,
+    #[serde(default)]
+    pub previous_signing_secret: Option<Secret>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SecretDocError {
     /// serde_json's message names the field and position, never the value.
@@ -104,6 +117,9 @@ impl SecretDoc {
                     .flatten()
                     .map(Secret::expose),
             );
+        }
+        if let Some(w) = &self.webhook {
+            out.extend(std::iter::once(&w.signing_secret).chain(&w.previous_signing_secret).map(Secret::expose));
         }
         out
     }
@@ -143,7 +159,8 @@ mod tests {
         let doc = SecretDoc::from_json(
             r#"{"ingest_tokens":["cur-token-123456","old-token-654321"],
                 "vicidial":{"api_user":"apiuser","api_pass":"p4ss"},
-                "hubspot":{"access_token":"pat-na1-xyz"}}"#,
+                "hubspot":{"access_token":"pat-na1-xyz"},
+                "webhook":{"signing_secret":"whsec_c2VjcmV0","previous_signing_secret":"whsec_b2xk"}}"#,
         )
         .unwrap();
         assert_eq!(doc.ingest_tokens.len(), 2);
@@ -152,6 +169,7 @@ mod tests {
             assert!(!debug.contains(v), "{v} leaked into {debug}");
         }
         assert!(doc.all_values().contains(&"p4ss"));
+        assert!(doc.all_values().contains(&"whsec_b2xk"));
     }
 
     #[test]

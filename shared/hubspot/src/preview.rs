@@ -27,7 +27,7 @@ impl HubspotPreview {
     }
 
     fn post(&self, out: &mut Vec<RequestPreview>, path: String, body: Value) {
-        out.push(RequestPreview { method: "POST", url: self.url(&path), body });
+        out.push(RequestPreview { method: "POST", url: self.url(&path), headers: Default::default(), body });
     }
 
     fn batches(&self, out: &mut Vec<RequestPreview>, path: String, inputs: Vec<Value>, extra: &Value) {

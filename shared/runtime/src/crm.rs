@@ -18,6 +18,8 @@ pub enum CrmSetupError {
     Salesforce(String),
     #[error("cannot set up the HubSpot adapter: {0}")]
     Hubspot(String),
+    #[error("cannot set up the webhook adapter: {0}")]
+    Webhook(String),
 }
 
 /// `data_dir` is where `serve` keeps its files; Lambdas have none and dry-run only logs.
@@ -52,11 +54,15 @@ pub fn build_crm_with_writer(
             Ok(Arc::new(crm))
         }
         CrmKind::Hubspot => vicibridge_hubspot::crm(config, secrets).map_err(|e| CrmSetupError::Hubspot(e.to_string())),
+        CrmKind::Webhook => vicibridge_webhook::crm(config, secrets).map_err(|e| CrmSetupError::Webhook(e.to_string())),
     }
 }
 
 /// The adapter whose requests the dry-run record shows, if the config names one.
 fn preview(config: &Config) -> Option<Arc<dyn PreviewRequests>> {
+    if let Some(p) = vicibridge_webhook::preview(config) {
+        return Some(p);
+    }
     if let Some(p) = vicibridge_hubspot::preview(config) {
         return Some(p);
     }

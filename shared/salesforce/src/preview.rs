@@ -48,6 +48,7 @@ impl PreviewRequests for SalesforcePreview {
         let composite = |subs: Vec<crate::client::SubRequest>| RequestPreview {
             method: "POST",
             url: format!("{INSTANCE_PLACEHOLDER}{data}/composite"),
+            headers: Default::default(),
             body: json!({ "allOrNone": false, "collateSubrequests": false, "compositeRequest": subs }),
         };
         let mut out = Vec::new();

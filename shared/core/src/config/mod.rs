@@ -3,6 +3,7 @@
 pub mod hubspot;
 pub mod lead_injection;
 pub mod salesforce;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -14,6 +15,7 @@ use crate::disposition::{CrmFlavor, DispositionMap, RuleOverride, built_in_deal_
 pub use hubspot::HubspotConfig;
 pub use lead_injection::LeadInjectionConfig;
 pub use salesforce::SalesforceConfig;
+pub use webhook::WebhookConfig;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +29,10 @@ pub struct Config {
     /// Required when `crm.kind = "salesforce"`.
     #[serde(default)]
     pub salesforce: Option<SalesforceConfig>,
+    /// Required when `crm.kind = "webhook"`; with `dry-run` it makes the record show the
+    /// exact signed requests.
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
     #[serde(default)]
     pub queue: QueueConfig,
     /// CRM records → VICIdial `add_lead`; unset: no lead injection.
@@ -57,6 +63,8 @@ pub enum CrmKind {
     DryRun,
     Hubspot,
     Salesforce,
+    /// Signed JSON events (Standard Webhooks) to any HTTPS endpoint: `[webhook]`.
+    Webhook,
 }
 
 impl fmt::Display for CrmKind {
@@ -65,6 +73,7 @@ impl fmt::Display for CrmKind {
             CrmKind::DryRun => "dry-run",
             CrmKind::Hubspot => "hubspot",
             CrmKind::Salesforce => "salesforce",
+            CrmKind::Webhook => "webhook",
         })
     }
 }
@@ -229,6 +238,11 @@ impl Config {
                 "crm.kind is \"salesforce\": add a [salesforce] section (login_url = \"https://login.salesforce.com\")"
                     .into(),
             ),
+            CrmKind::Webhook if self.webhook.is_none() => error(
+                "webhook".into(),
+                "crm.kind is \"webhook\": add a [webhook] section (url = \"https://crm.example.com/hooks/vicidial\")"
+                    .into(),
+            ),
             _ => {}
         }
         let q = &self.queue;
@@ -266,6 +280,9 @@ impl Config {
         }
         if let Some(s) = &self.salesforce {
             out.extend(s.problems(self));
+        }
+        if let Some(w) = &self.webhook {
+            out.extend(w.problems());
         }
         if let Some(li) = &self.lead_injection {
             li.problems(&mut out);
@@ -395,6 +412,13 @@ mod tests {
 
         let e = err(&format!("{MINIMAL}[queue]\nmax_receive_count = 0\n"));
         assert!(e.contains("queue.max_receive_count"), "{e}");
+
+        let e = err("[vicidial]\nbase_url = \"https://d\"\n[crm]\nkind = \"webhook\"\n");
+        assert!(e.contains("[webhook] section"), "{e}");
+        let e = err(
+            "[vicidial]\nbase_url = \"https://d\"\n[crm]\nkind = \"webhook\"\n[webhook]\nurl = \"http://crm.example.com/\"\n",
+        );
+        assert!(e.contains("webhook.url") && e.contains("loopback"), "{e}");
 
         let e = err("[crm]\nkind = \"dry-run\"\n");
         assert!(e.contains("missing field `vicidial`"), "{e}");

@@ -1,0 +1,13 @@
+//! Metric names of the webhook adapter, beside those of `vicibridge_runtime::metrics`.
+
+/// Requests to the endpoint, by `status` (HTTP code or `network`); `crm` = `webhook`, the
+/// same names the HubSpot adapter uses.
+pub const CRM_API_CALLS: &str = "CrmApiCalls";
+/// Latency of each request in milliseconds (histogram).
+pub const CRM_LATENCY_MS: &str = "CrmLatencyMs";
+/// The endpoint answered 410 Gone: it was removed and every event dead-letters until
+/// `webhook.url` is changed. Alarm on it.
+pub const WEBHOOK_ENDPOINT_GONE: &str = "WebhookEndpointGone";
+/// The signing secret is missing or malformed: nothing can be sent. The same dimension-less
+/// alert the CRM adapters raise for a refused credential (the CrmAuthAlarm watches it).
+pub const CRM_AUTH_ALERTS: &str = "CrmAuthAlerts";
