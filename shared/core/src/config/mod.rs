@@ -306,7 +306,8 @@ impl Config {
             CrmKind::Salesforce => CrmFlavor::Salesforce,
             CrmKind::DryRun if self.hubspot.is_some() => CrmFlavor::Hubspot,
             CrmKind::DryRun if self.salesforce.is_some() => CrmFlavor::Salesforce,
-            CrmKind::DryRun => CrmFlavor::Neutral,
+            // The webhook carries the neutral mapping: the receiver decides what it means.
+            CrmKind::DryRun | CrmKind::Webhook => CrmFlavor::Neutral,
         }
     }
 
