@@ -605,6 +605,16 @@ fn handle(state: &Arc<Mutex<State>>, incoming: Incoming) -> Reply {
     if form {
         parse_pairs(&raw_body, &mut params, false);
     }
+    // The API log's INSERT takes the raw query string and the last POSTed value unescaped
+    // (`$value`, left over from the loop over `$_POST`): a `'` in either, or a trailing `\` in
+    // the value, is an SQL error after the lead was inserted (§13.1).
+    let last_post_value = if form {
+        raw_body.rsplit('&').find(|p| !p.is_empty()).map(|p| php_urldecode(p.split_once('=').map_or("", |(_, v)| v)))
+    } else {
+        None
+    };
+    let api_log_fatal = (incoming.method == "GET" && incoming.raw_query.contains('\''))
+        || last_post_value.is_some_and(|v| v.contains('\'') || v.ends_with('\\'));
     let mut s = state.lock().unwrap();
     s.requests.push(SimRequest {
         at: Instant::now(),
@@ -625,7 +635,7 @@ fn handle(state: &Arc<Mutex<State>>, incoming: Incoming) -> Reply {
         return Reply::status(500, "");
     }
     let mut reply = match function.as_str() {
-        "add_lead" => add_lead(&mut s, &params, incoming.method == "GET" && incoming.raw_query.contains('\''), &fault),
+        "add_lead" => add_lead(&mut s, &params, api_log_fatal, &fault),
         "lead_search" => lead_search(&mut s, &params),
         "agent_status" => agent_status(&mut s, &params),
         "version" => {
@@ -687,7 +697,7 @@ fn source_and_function(user: &SimUser, params: &HashMap<String, String>, functio
     Ok(())
 }
 
-fn add_lead(s: &mut State, params: &HashMap<String, String>, raw_quote_in_get: bool, fault: &Option<Fault>) -> Reply {
+fn add_lead(s: &mut State, params: &HashMap<String, String>, api_log_fatal: bool, fault: &Option<Fault>) -> Reply {
     let p = |k: &str| params.get(k).cloned().unwrap_or_default();
     let user = match authenticate(s, params).and_then(|u| source_and_function(&u, params, "add_lead").map(|()| u)) {
         Ok(u) => u,
@@ -779,7 +789,7 @@ fn add_lead(s: &mut State, params: &HashMap<String, String>, raw_quote_in_get: b
 
     let success = format!("SUCCESS: add_lead LEAD HAS BEEN ADDED - {phone}|{list_id}|{lead_id}|{gmt}|{api_user}\n");
     // §13.1: inserted, then a fatal error; only the SUCCESS line was printed.
-    if raw_quote_in_get || *fault == Some(Fault::Http500AfterInsert) {
+    if api_log_fatal || *fault == Some(Fault::Http500AfterInsert) {
         return Reply::status(500, &success);
     }
     let mut out = String::new();

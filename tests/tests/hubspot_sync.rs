@@ -646,6 +646,31 @@ async fn new_leads_are_created_once_and_injected_ones_are_left_alone() {
     assert_eq!(sim.objects("contacts").len(), 1);
 }
 
+#[tokio::test]
+async fn a_vendor_code_that_is_not_a_hubspot_id_is_looked_up_by_phone() {
+    // A lead vendor's own id in vendor_lead_code: not a HubSpot record, so the lead is synced
+    // as if the code were empty (phone lookup, then created), never skipped as injected.
+    let sim = HubspotSim::start(TOKEN).await;
+    let ana = sim.add_contact(json!({"firstname": "Ana", "phone": "+1 (727) 555-0077"}));
+    let (crm, c) = crm(&sim, "");
+    let known = plan_of(
+        &c,
+        CallUrl::NewLead,
+        "lead_id=77&vendor_lead_code=VENDOR-77&phone_code=1&phone_number=7275550077&user=6666",
+    );
+    let unknown = plan_of(
+        &c,
+        CallUrl::NewLead,
+        "lead_id=78&vendor_lead_code=VENDOR-78&phone_code=1&phone_number=7275550078&first_name=Lee&user=6666",
+    );
+    let r = crm.apply(&[known, unknown]).await;
+    assert!(r.iter().all(Result::is_ok), "{r:?}");
+    assert!(!sim.requests_to("/contacts/search").is_empty(), "looked up by phone");
+    let contacts = sim.objects("contacts");
+    assert_eq!(contacts.len(), 2, "Ana was found, not duplicated; lead 78 was created: {contacts:?}");
+    assert!(contacts.contains_key(&ana));
+}
+
 #[test]
 fn the_preview_shows_hubspots_exact_requests() {
     let text = "[vicidial]\nbase_url = \"https://d\"\nserver_time_zone = \"America/New_York\"\n[crm]\nkind = \"dry-run\"\n[hubspot]\nrecording_base_url = \"https://rec.example.com\"\n";

@@ -274,3 +274,21 @@ async fn a_duplicate_check_hit_on_another_records_lead_is_neither_added_nor_link
     assert_eq!(leads_with_code(&sim, "950"), 0);
     assert_eq!(count(&records, "write_back_lead_id", "950"), 0, "never linked to lead {other} of another record");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_re_sent_with_a_changed_phone_is_still_one_lead_under_a_duplicate_check() {
+    // DUPLIST matches on the phone, which the re-sent record changed: only the lookup by
+    // vendor_lead_code recognises the lead added the first time.
+    let sim = VicidialSim::start().await;
+    let running = start_with(&sim, "DUPLIST").await;
+    let record = "00Q5g00000MOVE01AAA";
+    let first = soap(&[record]);
+    assert_eq!(post(&running.base, "/salesforce/leads", "text/xml", &[], first.clone()).await.0, 200);
+    running.wait("the first write-back", &sim, |_, r| count(r, "write_back_lead_id", record) == 1).await;
+    // Salesforce sends a new notification (new Id) when the record changes.
+    let moved = first.replace("NOTE00", "NOTE99").replace("555-2600", "555-2699");
+    assert_eq!(post(&running.base, "/salesforce/leads", "text/xml", &[], moved).await.0, 200);
+    running.wait("the second write-back", &sim, |_, r| count(r, "write_back_lead_id", record) == 2).await;
+    running.stop().await;
+    assert_eq!(leads_with_code(&sim, record), 1, "{:?}", sim.leads());
+}

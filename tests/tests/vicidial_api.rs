@@ -277,6 +277,19 @@ async fn an_apostrophe_never_breaks_a_name_duplicate_check() {
 }
 
 #[tokio::test]
+async fn an_apostrophe_in_the_last_field_is_added_once_and_answered_200() {
+    // VICIdial writes the last POSTed value unescaped into its API log: a `'` there is an SQL
+    // error after the insert (HTTP 500, hopper and API New Lead URL skipped). `last_name` is
+    // the last lead field of this request; the client ends every request with a fixed field.
+    let (sim, api, _) = setup().await;
+    let r = with(lead("7275558888", "CRM-APOS"), &[("last_name", "O'Brien")]);
+    let (lead_id, _) = expect_added(api.add_lead(&r).await);
+    assert_eq!(sim.lead(lead_id).unwrap().get("last_name"), "O'Brien");
+    let last = sim.requests().last().unwrap().raw_body.rsplit('&').next().unwrap().to_owned();
+    assert!(!last.starts_with("last_name="), "{last}");
+}
+
+#[tokio::test]
 async fn permission_errors_are_permanent_alerts() {
     let (sim, api, _) = setup().await;
     let mut user = SimUser::api("6666", "1234");

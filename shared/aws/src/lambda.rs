@@ -180,8 +180,7 @@ pub async fn run_lead_webhook() -> Result<(), BoxError> {
     let config = load_config().await?;
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), env(QUEUE_URL_ENV)?);
     let secrets = SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk), env(SECRET_ENV)?);
-    let public_base_url = config.lead_injection.as_ref().and_then(|l| l.public_base_url.clone());
-    let webhook = LeadWebhook::new(Arc::new(queue), Arc::new(secrets), public_base_url);
+    let webhook = LeadWebhook::from_config(Arc::new(queue), Arc::new(secrets), &config);
     let webhook = &webhook;
     metrics_cloudwatch_embedded::lambda::handler::run_http(metrics, move |req| async move {
         Ok::<_, BoxError>(handle_webhook(webhook, req).await)

@@ -165,6 +165,14 @@ fn is_hubspot_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// Whether `vendor_lead_code` can name a HubSpot record under `hubspot.vendor_lead_code`.
+fn names_hubspot_record(kind: VendorLeadCode, r: &str) -> bool {
+    match kind {
+        VendorLeadCode::ContactId | VendorLeadCode::DealId => is_hubspot_id(r),
+        VendorLeadCode::Email => r.contains('@'),
+    }
+}
+
 impl Engine {
     pub async fn apply(&self, plans: &[SyncPlan]) -> Vec<Result<Applied, SyncError>> {
         let mut works: Vec<Work<'_>> = plans.iter().map(Work::new).collect();
@@ -374,8 +382,18 @@ impl Engine {
         for (i, w) in works.iter_mut().enumerate() {
             let Some(r) = w.crm_ref() else { continue };
             if w.lead.is_some() {
-                // A lead that names its CRM record came from the CRM: never a second contact.
-                w.already = true;
+                if names_hubspot_record(kind, r) {
+                    // A lead that names its CRM record came from the CRM: never a second contact.
+                    w.already = true;
+                } else {
+                    // Another system's code (a lead vendor's id): not ours, so found by phone
+                    // or created, as if vendor_lead_code were empty.
+                    tracing::info!(
+                        lead_id = w.lead_id(),
+                        vendor_lead_code = r,
+                        "vendor_lead_code is not a HubSpot record; looking the lead up by phone"
+                    );
+                }
                 continue;
             }
             match kind {

@@ -1,5 +1,6 @@
 //! Local / self-hosted adapters: what `vicibridge serve` runs on instead of AWS.
 
+pub mod http_server;
 pub mod queue;
 pub mod secret_writer;
 pub mod secrets_file;

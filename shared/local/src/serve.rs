@@ -12,7 +12,6 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 use vicibridge_core::config::{Config, Durability};
@@ -147,10 +146,12 @@ pub async fn serve_with_secret_writer(
     let crm = build_crm_with_writer(&config, secrets.clone(), writer, Some(&data_dir))?;
     let sync = CrmSync::new(&config, crm);
     let inject = build_lead_inject(&config, secrets.clone(), crm_events.clone())?;
-    let public_base_url = config.lead_injection.as_ref().and_then(|l| l.public_base_url.clone());
     let handlers = Handlers {
         ingest: Arc::new(Ingest::new(crm_events.clone(), secrets.clone())),
-        webhook: Arc::new(LeadWebhook::new(lead_injections.clone(), secrets, public_base_url)),
+        // serve itself speaks plain HTTP: a TLS proxy in front says so in X-Forwarded-Proto.
+        webhook: Arc::new(
+            LeadWebhook::from_config(lead_injections.clone(), secrets, &config).with_direct_scheme("http"),
+        ),
     };
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|source| ServeError::Listen { addr: listen, source })?;
@@ -186,14 +187,7 @@ pub async fn serve_with_secret_writer(
             });
         })
         .map_err(ServeError::Workers)?;
-    // Answers are one small write each: send them at once (Nagle would hold one back while a
-    // previous segment is unacknowledged).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
-        }
-    });
-    let result = axum::serve(listener, router(handlers)).with_graceful_shutdown(shutdown).await;
+    let result = crate::http_server::run(listener, router(handlers), shutdown).await;
     let _ = stop_tx.send(true);
     let joined = tokio::task::spawn_blocking(move || workers.join()).await;
     if !matches!(joined, Ok(Ok(()))) {

@@ -104,16 +104,13 @@ impl LeadInject {
                 return Outcome::DeadLetter { reason: e.to_string() };
             }
         };
-        // A redelivery (or a retry after a reply that never came) must find the lead it
-        // added before. Without a duplicate_check that would catch it, look it up first.
-        let look_first = config.duplicate_check.is_empty() || receive_count > 1;
-        let existing = if look_first {
-            match self.dialer.find_by_vendor_lead_code(crm_ref).await {
-                Ok(found) => found,
-                Err(e) => return self.failed(injection, &e, receive_count),
-            }
-        } else {
-            None
+        // A redelivery (or a retry after a reply that never came, or the record re-sent with a
+        // changed phone) must find the lead it added before: always look it up by
+        // vendor_lead_code first. VICIdial's duplicate_check matches phones and names, which a
+        // re-sent record may have changed, so it cannot stand in for this lookup.
+        let existing = match self.dialer.find_by_vendor_lead_code(crm_ref).await {
+            Ok(found) => found,
+            Err(e) => return self.failed(injection, &e, receive_count),
         };
         let outcome = match existing {
             Some(lead_id) => AddLeadOutcome::AlreadyExists { lead_id, how: "found by vendor_lead_code".into() },

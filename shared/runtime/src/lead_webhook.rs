@@ -8,6 +8,7 @@ use chrono::Utc;
 use http::HeaderMap;
 use tracing::{info, warn};
 use vicibridge_core::Envelope;
+use vicibridge_core::config::Config;
 use vicibridge_core::event::{Event, LeadInjection, LeadSource};
 use vicibridge_core::ports::{OutgoingMessage, Queue, SecretStore};
 use vicibridge_core::secrets::SecretDoc;
@@ -51,12 +52,15 @@ impl WebhookRequest<'_> {
     }
 
     /// The URL the caller used: the configured public base URL, else rebuilt from `Host`
-    /// and `X-Forwarded-Proto` (API Gateway sets both).
-    fn public_uri(&self, public_base_url: Option<&str>) -> String {
+    /// and `X-Forwarded-Proto` (API Gateway and proxies set both), else the scheme the request
+    /// really arrived over (`direct_scheme`).
+    fn public_uri(&self, public_base_url: Option<&str>, direct_scheme: &str) -> String {
         let base = match public_base_url {
             Some(b) => b.trim_end_matches('/').to_owned(),
             None => {
-                let proto = self.header("x-forwarded-proto").unwrap_or("https");
+                // A chain of proxies appends: the first value is the client's.
+                let forwarded = self.header("x-forwarded-proto").and_then(|p| p.split(',').next()).map(str::trim);
+                let proto = forwarded.filter(|p| !p.is_empty()).unwrap_or(direct_scheme);
                 format!("{proto}://{}", self.header("host").unwrap_or(""))
             }
         };
@@ -71,7 +75,20 @@ pub struct LeadWebhook {
     queue: Arc<dyn Queue>,
     secrets: Arc<dyn SecretStore>,
     public_base_url: Option<String>,
+    /// The scheme requests arrive over when no proxy says otherwise: `https` on API Gateway,
+    /// `http` on `vicibridge serve`.
+    direct_scheme: &'static str,
+    /// The sources `[lead_injection]` maps; `None`: no `[lead_injection]` section at all.
+    configured: Option<Configured>,
     replay: ReplayGuard,
+}
+
+/// Which CRMs `[lead_injection]` has a mapping for. A lead from another one could only be
+/// dead-lettered by the worker, so it is refused before it is acknowledged.
+#[derive(Debug, Clone, Copy)]
+struct Configured {
+    hubspot: bool,
+    salesforce: bool,
 }
 
 impl std::fmt::Debug for LeadWebhook {
@@ -90,7 +107,33 @@ impl LeadWebhook {
     /// `public_base_url`: the URL HubSpot is configured to call, when a proxy or custom
     /// domain changes what the request shows (signature v2/v3 sign the public URL).
     pub fn new(queue: Arc<dyn Queue>, secrets: Arc<dyn SecretStore>, public_base_url: Option<String>) -> Self {
-        LeadWebhook { queue, secrets, public_base_url, replay: ReplayGuard::default() }
+        LeadWebhook {
+            queue,
+            secrets,
+            public_base_url,
+            direct_scheme: "https",
+            configured: Some(Configured { hubspot: true, salesforce: true }),
+            replay: ReplayGuard::default(),
+        }
+    }
+
+    /// As configured: `[lead_injection] public_base_url`, and a 503 for the leads of a CRM that
+    /// `[lead_injection]` does not map (or for every lead without that section).
+    pub fn from_config(queue: Arc<dyn Queue>, secrets: Arc<dyn SecretStore>, config: &Config) -> Self {
+        let li = config.lead_injection.as_ref();
+        let mut webhook = LeadWebhook::new(queue, secrets, li.and_then(|l| l.public_base_url.clone()));
+        webhook.configured = li.map(|l| Configured {
+            hubspot: l.mapping(LeadSource::Hubspot).is_some(),
+            salesforce: l.mapping(LeadSource::Salesforce).is_some(),
+        });
+        webhook
+    }
+
+    /// The scheme requests arrive over when neither `public_base_url` nor `X-Forwarded-Proto`
+    /// names one: HubSpot signs the URL it called, scheme included.
+    pub fn with_direct_scheme(mut self, scheme: &'static str) -> Self {
+        self.direct_scheme = scheme;
+        self
     }
 
     /// `POST /hubspot/leads`: a workflow's "Send a webhook" with one contact.
@@ -100,7 +143,7 @@ impl LeadWebhook {
             Ok(doc) => doc,
             Err(refused) => return refused,
         };
-        let uri = req.public_uri(self.public_base_url.as_deref());
+        let uri = req.public_uri(self.public_base_url.as_deref(), self.direct_scheme);
         let signed = SignedRequest { method: req.method, uri: &uri, body: req.body, headers: req.headers };
         let verified = match hubspot::verify(&signed, doc.hubspot.as_ref(), Utc::now().timestamp_millis(), &self.replay)
         {
@@ -195,8 +238,24 @@ impl LeadWebhook {
         }
     }
 
-    /// What both routes check first: the body's size, then that the secret can be read.
+    /// What both routes check first: that lead injection is configured for the source, the
+    /// body's size, then that the secret can be read.
     async fn admit(&self, source: LeadSource, req: &WebhookRequest<'_>) -> Result<Arc<SecretDoc>, WebhookResponse> {
+        // 503, not 4xx: both CRMs retry a 5xx (HubSpot for hours, Salesforce for 24 h), so
+        // leads sent before the configuration is fixed still arrive.
+        let missing = match self.configured {
+            None => Some("lead injection is not configured: add a [lead_injection] section"),
+            Some(c) if source == LeadSource::Hubspot && !c.hubspot => {
+                Some("lead injection is not configured for HubSpot: add [lead_injection.hubspot]")
+            }
+            Some(c) if source == LeadSource::Salesforce && !c.salesforce => {
+                Some("lead injection is not configured for Salesforce: add [lead_injection.salesforce]")
+            }
+            Some(_) => None,
+        };
+        if let Some(reason) = missing {
+            return Err(rejected(source, 503, reason));
+        }
         if req.body.len() > MAX_BODY_BYTES {
             return Err(rejected(source, 413, "body larger than 1 MiB"));
         }

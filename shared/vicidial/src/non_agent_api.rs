@@ -5,8 +5,10 @@
 //! §13; `crm-ui-and-backfill.md` §B.2.
 //!
 //! Both functions are form POSTs: the password stays out of web-server access logs and proxy
-//! logs (a GET carries it in the URL), and a normal form encoder never sends a raw `'`, which in
-//! a GET query makes VICIdial insert the lead and still answer 500 (§13.1).
+//! logs (a GET carries it in the URL). Every request ends with [`TRAILER`]: VICIdial writes the
+//! value of the last POSTed field unescaped into its API log, so a `'` or a trailing `\` there
+//! makes it answer 500 after inserting the lead and skip the hopper, callback and API New Lead
+//! URL steps (observed on the real PHP; a POST does not avoid it by itself).
 
 mod agent_status;
 mod normalize;
@@ -49,6 +51,12 @@ pub const LEAD_SEARCH_SOURCE: &str = "vicibridge";
 
 /// Longest reply read; add_lead answers a few lines, lead_search one line per key.
 const MAX_REPLY_BYTES: usize = 1024 * 1024;
+
+/// The last field of every request. `non_agent_api.php` builds its log line from a loop over
+/// `$_POST` that leaves the last value in `$value`, then inserts `value='$value'` into
+/// `vicidial_api_log` unescaped: a fixed, harmless last field keeps lead data out of that SQL.
+/// No VICIdial function reads this name.
+pub const TRAILER: (&str, &str) = ("vicibridge_end", "1");
 
 /// `application/x-www-form-urlencoded`: everything but `A-Za-z0-9-._*` percent-encoded.
 const FORM: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'*');
@@ -256,6 +264,10 @@ impl NonAgentApi {
             body.push('=');
             body.extend(utf8_percent_encode(v, FORM));
         }
+        body.push('&');
+        body.push_str(TRAILER.0);
+        body.push('=');
+        body.push_str(TRAILER.1);
         let started = Instant::now();
         let sent = self
             .http
@@ -423,8 +435,18 @@ impl Dialer for NonAgentApi {
             AddLeadOutcome::Added { .. } => "added",
             AddLeadOutcome::AlreadyExists { .. } => "already_exists",
         });
-        if let Ok(outcome) = &c.result {
-            tracing::info!(lead_id = %outcome.lead_id(), vendor_lead_code = %request.vendor_lead_code, "add_lead");
+        match &c.result {
+            Ok(AddLeadOutcome::Added { lead_id, .. }) => {
+                tracing::info!(lead_id = %lead_id, vendor_lead_code = %request.vendor_lead_code, "add_lead: lead added");
+            }
+            // Nothing was added: VICIdial's duplicate_check matched an existing lead.
+            Ok(AddLeadOutcome::AlreadyExists { lead_id, how }) => tracing::info!(
+                lead_id = %lead_id,
+                vendor_lead_code = %request.vendor_lead_code,
+                how = %how,
+                "add_lead: not added, VICIdial already has a matching lead"
+            ),
+            Err(_) => {}
         }
         c.result
     }
