@@ -203,6 +203,81 @@ async fn salesforce_outbound_messages_are_acknowledged_byte_exact_after_queueing
 }
 
 #[tokio::test]
+async fn salesforce_bodies_that_are_not_a_whole_outbound_message_are_never_acknowledged() {
+    // An ACK makes Salesforce delete the message: only a complete envelope in its namespaces,
+    // with at least one notification, may get one.
+    let s = setup();
+    let h = headers(&[("content-type", "text/xml; charset=utf-8")]);
+    let whole = soap(2, ORG);
+    let bare = whole.split_once("<soapenv:Body>").unwrap().1.split_once("</soapenv:Body>").unwrap().0.to_owned();
+    let cases = [
+        ("truncated", whole[..whole.len() - 40].to_owned(), "truncated"),
+        ("cut inside a notification", whole[..whole.find("</Notification>").unwrap()].to_owned(), ""),
+        ("no envelope", bare, "not a SOAP 1.1 envelope"),
+        ("plain text", "hello".to_owned(), "not a SOAP 1.1 envelope"),
+        (
+            "another namespace",
+            whole.replace("http://soap.sforce.com/2005/09/outbound", "urn:example:outbound"),
+            "namespace",
+        ),
+        ("zero notifications", soap(0, ORG), "no notification"),
+    ];
+    for (what, body, reason) in cases {
+        let r = salesforce(&s, &h, body.as_bytes()).await;
+        assert!((400..500).contains(&r.status), "{what}: {} {}", r.status, r.body);
+        assert!(!r.body.contains("<Ack>"), "{what}: {}", r.body);
+        assert!(r.body.contains(reason), "{what}: {:?} should say {reason:?}", r.body);
+    }
+    assert!(queued(&s).await.is_empty(), "refused messages queue nothing");
+}
+
+async fn send(webhook: &LeadWebhook, source: LeadSource, headers: &HeaderMap, body: &[u8]) -> WebhookResponse {
+    let path = if source == LeadSource::Hubspot { "/hubspot/leads" } else { "/salesforce/leads" };
+    let request = WebhookRequest { method: "POST", path, query: None, headers, body };
+    match source {
+        LeadSource::Hubspot => webhook.hubspot(request).await,
+        LeadSource::Salesforce => webhook.salesforce(request).await,
+    }
+}
+
+#[tokio::test]
+async fn leads_for_a_crm_without_lead_injection_config_are_refused_503_before_queueing() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Arc::new(SqliteQueue::open(&dir.path().join("lead-injections.db"), QueueOptions::default()).unwrap());
+    let secrets = serde_json::json!({
+        "hubspot": { "webhook_token": HS_TOKEN },
+        "salesforce": { "organization_id": ORG }
+    });
+    let secrets: Arc<FileSecrets> = Arc::new(FileSecrets::from_json(&secrets.to_string()).unwrap());
+    let base = "[vicidial]\nbase_url = \"http://127.0.0.1:9\"\n[crm]\nkind = \"dry-run\"\n";
+    let hs = headers(&[("content-type", "application/json"), ("x-vicibridge-token", HS_TOKEN)]);
+    let sf = headers(&[("content-type", "text/xml")]);
+    let sf_body = soap(1, ORG);
+
+    let none = vicibridge_core::config::Config::from_toml(base).unwrap();
+    let webhook = LeadWebhook::from_config(queue.clone(), secrets.clone(), &none);
+    let r = send(&webhook, LeadSource::Hubspot, &hs, LEGACY_CONTACT).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("[lead_injection]"), "{}", r.body);
+    let r = send(&webhook, LeadSource::Salesforce, &sf, sf_body.as_bytes()).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(!r.body.contains("<Ack>"));
+
+    let salesforce_only = vicibridge_core::config::Config::from_toml(&format!(
+        "{base}[lead_injection]\n[lead_injection.salesforce]\nlist_id = \"5000\"\n"
+    ))
+    .unwrap();
+    let webhook = LeadWebhook::from_config(queue.clone(), secrets, &salesforce_only);
+    let r = send(&webhook, LeadSource::Hubspot, &hs, LEGACY_CONTACT).await;
+    assert_eq!(r.status, 503);
+    assert!(r.body.contains("[lead_injection.hubspot]"), "{}", r.body);
+    let r = send(&webhook, LeadSource::Salesforce, &sf, sf_body.as_bytes()).await;
+    assert_eq!((r.status, r.body.as_str()), (200, EXPECTED_ACK));
+    let got = queue.receive(10).await.unwrap();
+    assert_eq!(got.len(), 1, "only the configured CRM's lead was queued");
+}
+
+#[tokio::test]
 async fn salesforce_flow_callouts_need_the_token() {
     let s = setup();
     let body = br#"[{"Id":"00Q5g00000XYZ001AAA","Phone":"4155552671","attributes":{"type":"Lead"}},{"Id":"0035g00000XYZ002AAA","Phone":"4155552672"}]"#;

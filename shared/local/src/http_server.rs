@@ -3,14 +3,17 @@
 //! size cap below ~400 KB, no header-read or idle timeout, and a graceful shutdown that waits
 //! for every connection however long a client holds it).
 
+mod framing;
+
+use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
+use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use hyper::body::Incoming;
+use hyper::service::Service;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -36,7 +39,7 @@ pub async fn run(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let service = TowerToHyperService::new(router.layer(axum::middleware::from_fn(refuse_ambiguous_framing)));
+    let service = TowerToHyperService::new(router);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_header_size(MAX_HEADER_BYTES);
     let graceful = GracefulShutdown::new();
@@ -64,7 +67,22 @@ pub async fn run(
         if let Err(e) = tcp.set_nodelay(true) {
             debug!(error = %e, "cannot set TCP_NODELAY on a connection");
         }
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(tcp), service.clone()));
+        let (io, ambiguous) = framing::FramingWatch::new(tcp);
+        let service = service.clone();
+        let per_connection = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let chunked = request.headers().contains_key(header::TRANSFER_ENCODING);
+            let answer = (!(chunked && ambiguous.seen())).then(|| service.call(request));
+            async move {
+                let Some(answer) = answer else { return Ok::<_, Infallible>(refuse_ambiguous_framing()) };
+                let mut response = answer.await?;
+                // The framing of later requests on this connection is no longer followed.
+                if chunked {
+                    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok(response)
+            }
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(io), per_connection));
         connections.spawn(async move {
             if let Err(e) = connection.await {
                 debug!(error = %e, "connection ended with an error");
@@ -84,18 +102,13 @@ pub async fn run(
 }
 
 /// A request with both `Transfer-Encoding` and `Content-Length` can be framed two ways; a proxy
-/// in front may have read it the other way (request smuggling). RFC 9112 §6.1 allows a server
-/// to reject it: 400, and the connection is closed.
-async fn refuse_ambiguous_framing(request: Request, next: Next) -> Response {
-    let headers = request.headers();
-    if headers.contains_key(header::TRANSFER_ENCODING) && headers.contains_key(header::CONTENT_LENGTH) {
-        warn!(status = 400, "request with both Transfer-Encoding and Content-Length refused");
-        let mut response =
-            (StatusCode::BAD_REQUEST, "rejected: both Transfer-Encoding and Content-Length\n").into_response();
-        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return response;
-    }
-    next.run(request).await
+/// in front may have read it the other way (request smuggling): 400, and the connection closes.
+fn refuse_ambiguous_framing() -> Response {
+    warn!(status = 400, "request with both Transfer-Encoding and Content-Length refused");
+    let mut response =
+        (StatusCode::BAD_REQUEST, "rejected: both Transfer-Encoding and Content-Length\n").into_response();
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// Errors of one connection that the listener survives (as hyper-util's and axum's loops do).

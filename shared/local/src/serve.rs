@@ -30,6 +30,9 @@ use crate::queue::{LocalQueueError, QueueOptions, Settle, SqliteQueue, Synchrono
 pub const CRM_EVENTS_DB: &str = "crm-events.db";
 pub const LEAD_INJECTIONS_DB: &str = "lead-injections.db";
 
+/// Time a webhook's body may take to arrive once its headers have.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub struct ServeOptions {
     pub config: Config,
     pub secrets: Arc<dyn SecretStore>,
@@ -103,9 +106,16 @@ async fn ingest_route(State(h): State<Handlers>, uri: Uri, url: CallUrl) -> Resp
 
 async fn webhook_route(State(h): State<Handlers>, request: Request, source: LeadSource) -> Response {
     let (parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES + 1024).await {
-        Ok(b) => b,
-        Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "rejected: body larger than 1 MiB").into_response(),
+    // The header-read timeout does not cover the body: a client trickling it would hold the
+    // connection (and its request) for as long as it likes.
+    let body = match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES + 1024)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return (StatusCode::PAYLOAD_TOO_LARGE, "rejected: body larger than 1 MiB").into_response(),
+        Err(_) => {
+            warn!(source = %source, status = 408, "request body not received in time");
+            let reason = format!("rejected: body not received within {}s", BODY_READ_TIMEOUT.as_secs());
+            return (StatusCode::REQUEST_TIMEOUT, [(header::CONNECTION, "close")], reason).into_response();
+        }
     };
     let req = WebhookRequest {
         method: parts.method.as_str(),

@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use quick_xml::Reader;
+use quick_xml::NsReader;
 use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
 
 /// The ACK, byte for byte (reference §2.2). Anything else — even a 200 with another body —
 /// makes Salesforce redeliver for 24 hours.
@@ -13,6 +14,11 @@ pub const ACK_CONTENT_TYPE: &str = "text/xml; charset=UTF-8";
 
 /// WSDL `maxOccurs="100"`.
 pub const MAX_NOTIFICATIONS: usize = 100;
+
+/// SOAP 1.1's envelope namespace: `Envelope` and `Body`.
+pub const SOAP_ENVELOPE_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+/// The outbound-message WSDL's namespace: `notifications` and what it holds.
+pub const OUTBOUND_NS: &str = "http://soap.sforce.com/2005/09/outbound";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboundMessage {
@@ -41,8 +47,16 @@ pub enum SoapError {
     Entity(String),
     #[error("malformed XML: {0}")]
     Malformed(String),
+    #[error("not a SOAP 1.1 envelope: the document must start with <Envelope> in {SOAP_ENVELOPE_NS}")]
+    NotSoapEnvelope,
+    #[error("<{element}> is in namespace {namespace:?}; an outbound message has it in {expected}")]
+    WrongNamespace { element: &'static str, namespace: String, expected: &'static str },
+    #[error("the document ends before </Envelope>: truncated")]
+    Truncated,
     #[error("not an outbound message: no notifications/OrganizationId")]
     NotOutboundMessage,
+    #[error("the outbound message carries no notification")]
+    NoNotifications,
     #[error("notification {0} has no Id or no sObject Id")]
     IncompleteNotification(usize),
     #[error("{0} notifications: an outbound message carries at most 100")]
@@ -72,6 +86,34 @@ fn resolve_entity(name: &str) -> Result<String, SoapError> {
     }
 }
 
+fn namespace(ns: &ResolveResult<'_>) -> String {
+    match ns {
+        ResolveResult::Bound(n) => String::from_utf8_lossy(n.as_ref()).into_owned(),
+        ResolveResult::Unbound => String::new(),
+        ResolveResult::Unknown(prefix) => format!("{}: (undeclared prefix)", String::from_utf8_lossy(prefix)),
+    }
+}
+
+/// The three elements whose place and namespace make a document an outbound message.
+fn check_frame(path: &[String], name: &str, ns: &ResolveResult<'_>) -> Result<(), SoapError> {
+    let parent = path.last().map(String::as_str);
+    let (element, expected) = match (path.len(), parent, name) {
+        (0, _, "Envelope") => ("Envelope", SOAP_ENVELOPE_NS),
+        (0, _, _) => return Err(SoapError::NotSoapEnvelope),
+        (1, Some("Envelope"), "Body") => ("Body", SOAP_ENVELOPE_NS),
+        (2, Some("Body"), "notifications") => ("notifications", OUTBOUND_NS),
+        _ => return Ok(()),
+    };
+    let found = namespace(ns);
+    if found != expected {
+        if element == "Envelope" {
+            return Err(SoapError::NotSoapEnvelope);
+        }
+        return Err(SoapError::WrongNamespace { element, namespace: found, expected });
+    }
+    Ok(())
+}
+
 fn local(name: &[u8]) -> String {
     let name = String::from_utf8_lossy(name);
     name.rsplit(':').next().unwrap_or(&name).to_owned()
@@ -86,10 +128,14 @@ struct Partial {
 }
 
 /// Parses an outbound message. Refuses DTDs and custom entities outright (no expansion, no
-/// external fetch: the classic XXE and billion-laughs payloads never get evaluated).
+/// external fetch: the classic XXE and billion-laughs payloads never get evaluated). Only a
+/// complete SOAP 1.1 envelope whose `Body` holds `notifications` in Salesforce's outbound
+/// namespace, with an `OrganizationId` and at least one notification, is one: anything else
+/// must not be acknowledged, or Salesforce deletes a message nobody read.
 pub fn parse(body: &[u8]) -> Result<OutboundMessage, SoapError> {
     // Not trim_text: it would trim around every `&amp;` too. Values are trimmed whole.
-    let mut reader = Reader::from_reader(body);
+    let mut reader = NsReader::from_reader(body);
+    let mut complete = false;
     let mut path: Vec<String> = Vec::new();
     let mut text = String::new();
     let mut nil = false;
@@ -98,11 +144,23 @@ pub fn parse(body: &[u8]) -> Result<OutboundMessage, SoapError> {
     let mut notifications = Vec::new();
     let mut current: Option<Partial> = None;
     loop {
-        let event = reader.read_event().map_err(|e| SoapError::Malformed(e.to_string()))?;
+        let (ns, event) = match reader.read_resolved_event() {
+            Ok(read) => read,
+            Err(e) => {
+                let message = e.to_string();
+                // The input ran out inside a tag, comment or reference: cut short, not malformed.
+                if usize::try_from(reader.buffer_position()).is_ok_and(|p| p >= body.len()) {
+                    return Err(SoapError::Truncated);
+                }
+                return Err(SoapError::Malformed(message));
+            }
+        };
         match event {
             Event::DocType(_) => return Err(SoapError::Dtd),
+            Event::Empty(e) if path.is_empty() => check_frame(&path, &local(e.name().as_ref()), &ns)?,
             Event::Start(e) => {
                 let name = local(e.name().as_ref());
+                check_frame(&path, &name, &ns)?;
                 nil = e.attributes().flatten().any(|a| local(a.key.as_ref()) == "nil" && a.value.as_ref() == b"true");
                 if name == "Notification" && path.last().map(String::as_str) == Some("notifications") {
                     current = Some(Partial::default());
@@ -128,6 +186,7 @@ pub fn parse(body: &[u8]) -> Result<OutboundMessage, SoapError> {
             }
             Event::End(_) => {
                 let name = path.pop().unwrap_or_default();
+                complete = path.is_empty();
                 let parent = path.last().map(String::as_str);
                 let value = std::mem::take(&mut text).trim().to_owned();
                 match (parent, name.as_str()) {
@@ -165,7 +224,17 @@ pub fn parse(body: &[u8]) -> Result<OutboundMessage, SoapError> {
             _ => {}
         }
     }
+    if !complete {
+        return Err(if path.is_empty() && notifications.is_empty() && org.is_none() {
+            SoapError::NotSoapEnvelope
+        } else {
+            SoapError::Truncated
+        });
+    }
     let organization_id = org.filter(|o| !o.is_empty()).ok_or(SoapError::NotOutboundMessage)?;
+    if notifications.is_empty() {
+        return Err(SoapError::NoNotifications);
+    }
     if notifications.len() > MAX_NOTIFICATIONS {
         return Err(SoapError::TooMany(notifications.len()));
     }
@@ -298,15 +367,47 @@ mod tests {
     fn dtds_entities_and_junk_are_refused() {
         let xxe = r#"<?xml version="1.0"?><!DOCTYPE foo [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><notifications><OrganizationId>&xxe;</OrganizationId></notifications>"#;
         assert_eq!(parse(xxe.as_bytes()), Err(SoapError::Dtd));
-        let undeclared = "<notifications><OrganizationId>&lol;</OrganizationId></notifications>";
+        let undeclared = message(1).replace("00D5g000004ABCDEAA", "&lol;");
         assert_eq!(parse(undeclared.as_bytes()), Err(SoapError::Entity("lol".into())));
         assert!(matches!(
             parse(b"<notifications><OrganizationId>x</Organization"),
-            Err(SoapError::Malformed(_) | SoapError::NotOutboundMessage)
+            Err(SoapError::Malformed(_) | SoapError::NotSoapEnvelope)
         ));
-        assert_eq!(parse(b"<hello/>"), Err(SoapError::NotOutboundMessage));
+        assert_eq!(parse(b"<hello/>"), Err(SoapError::NotSoapEnvelope));
         let no_id = message(1).replace("<sf:Id>00Q5g00000XYZ000AAA</sf:Id>", "");
         assert_eq!(parse(no_id.as_bytes()), Err(SoapError::IncompleteNotification(0)));
+    }
+
+    #[test]
+    fn only_a_complete_envelope_in_salesforces_namespaces_with_notifications_is_a_message() {
+        let whole = message(2);
+        // Cut anywhere before the closing tag: never a message, however much was readable.
+        for cut in [whole.len() - 30, whole.find("</notifications>").unwrap(), whole.len() / 2] {
+            assert!(
+                matches!(parse(&whole.as_bytes()[..cut]), Err(SoapError::Truncated | SoapError::Malformed(_))),
+                "cut at {cut}: {:?}",
+                parse(&whole.as_bytes()[..cut])
+            );
+        }
+        let bare = whole
+            .split_once("<soapenv:Body>")
+            .and_then(|(_, rest)| rest.split_once("</soapenv:Body>"))
+            .map(|(inner, _)| inner.to_owned())
+            .unwrap();
+        assert_eq!(parse(bare.as_bytes()), Err(SoapError::NotSoapEnvelope), "notifications without an envelope");
+        assert_eq!(parse(b""), Err(SoapError::NotSoapEnvelope));
+        assert_eq!(parse(br#"{"Id":"00Q5g00000XYZ000AAA"}"#), Err(SoapError::NotSoapEnvelope));
+        let soap12 = whole.replace(SOAP_ENVELOPE_NS, "http://www.w3.org/2003/05/soap-envelope");
+        assert_eq!(parse(soap12.as_bytes()), Err(SoapError::NotSoapEnvelope));
+        let other = whole.replace(OUTBOUND_NS, "http://example.com/not-salesforce");
+        assert!(
+            matches!(parse(other.as_bytes()), Err(SoapError::WrongNamespace { element: "notifications", .. })),
+            "{:?}",
+            parse(other.as_bytes())
+        );
+        let none = message(0);
+        assert_eq!(parse(none.as_bytes()), Err(SoapError::NoNotifications));
+        assert_eq!(parse(whole.as_bytes()).map(|m| m.notifications.len()), Ok(2));
     }
 
     #[test]
