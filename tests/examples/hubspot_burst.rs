@@ -1,7 +1,8 @@
 //! Benchmark (not a test): a 1,000-disposition burst through `vicibridge serve` (in-process,
 //! real port, SQLite queue) with `crm.kind = "hubspot"` against the HubSpot simulator.
 //! Reports HubSpot API requests per disposition and the sync lag (the ingest 200 → the call
-//! record existing in HubSpot).
+//! record existing in HubSpot). Contacts are named by id; every other one has an open deal,
+//! which the statuses with a built-in stage move.
 //!
 //!     cargo run --release -p vicibridge-tests --example hubspot_burst [-- DISPOSITIONS CONNECTIONS BATCH_SIZE WINDOW_MS]
 //!
@@ -39,6 +40,12 @@ async fn main() {
 
     let sim = HubspotSim::start(HS_TOKEN).await;
     let contacts: Vec<String> = (0..500).map(|i| sim.add_contact(json!({"phone": format!("72755{i:05}")}))).collect();
+    // Every other contact has an open deal (deal → contact, type 3): SALE, NI, DNC, XFER and
+    // CALLBK move it (the built-in stages), so the deal reads and updates are in the count.
+    for (i, c) in contacts.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        let deal = sim.add_deal(json!({"dealname": format!("Deal {i}"), "dealstage": "presentationscheduled"}));
+        sim.associate("deals", &deal, "contacts", c, 3);
+    }
     let config = Config::from_toml(&format!(
         r#"
 [vicidial]
@@ -158,5 +165,11 @@ lead_status = "ATTEMPTED_TO_CONTACT"
         pct(&lags, 0.99).as_secs_f64() * 1000.0,
         lags.last().unwrap().as_secs_f64() * 1000.0
     );
-    println!("calls: {}, tasks: {}", sim.objects("calls").len(), sim.objects("tasks").len());
+    let moved = sim.objects("deals").values().filter(|d| d["dealstage"] != "presentationscheduled").count();
+    println!(
+        "calls: {}, tasks: {}, deals moved: {moved} of {}",
+        sim.objects("calls").len(),
+        sim.objects("tasks").len(),
+        sim.objects("deals").len()
+    );
 }

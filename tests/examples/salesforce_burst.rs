@@ -26,8 +26,22 @@ const LEADS: usize = 200;
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let sim = SalesforceSim::start().await;
+    // Half Leads, half Contacts whose Account has an open Opportunity they are the primary
+    // contact of: SALE, NI, DNC and XFER move it (the built-in stages).
     let leads: Vec<String> = (0..LEADS)
-        .map(|i| sim.insert("Lead", json!({ "LastName": format!("L{i}"), "Company": "Acme", "IsConverted": false })))
+        .map(|i| {
+            if i % 2 == 0 {
+                return sim.insert("Lead", json!({ "LastName": format!("L{i}"), "Company": "Acme", "IsConverted": false }));
+            }
+            let account = sim.insert("Account", json!({ "Name": format!("A{i}") }));
+            let contact = sim.insert("Contact", json!({ "LastName": format!("C{i}"), "AccountId": account }));
+            let opp = sim.insert(
+                "Opportunity",
+                json!({ "Name": format!("O{i}"), "StageName": "Prospecting", "AccountId": account, "CloseDate": "2026-12-31" }),
+            );
+            sim.insert("OpportunityContactRole", json!({ "ContactId": contact, "OpportunityId": opp, "IsPrimary": true }));
+            contact
+        })
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let secrets_path = dir.path().join("secrets.json");
@@ -120,7 +134,15 @@ async fn main() {
     lags.sort();
     let pct = |p: f64| lags[((lags.len() as f64 * p).ceil() as usize).saturating_sub(1).min(lags.len() - 1)];
     let api = state.api_calls;
-    println!("dispositions:               {BURST} ({CALLERS} concurrent callers, {LEADS} leads)");
+    let moved = state
+        .records
+        .values()
+        .filter(|r| r.object == "Opportunity" && r.fields["StageName"] != json!("Prospecting"))
+        .count();
+    println!(
+        "dispositions:               {BURST} ({CALLERS} concurrent callers, {LEADS} records: half Leads, half Contacts)"
+    );
+    println!("Opportunities moved:        {moved} of {}", LEADS / 2);
     println!("ingest (all 200 OK):        {:.2} s", ingest_done.as_secs_f64());
     println!("all synced:                 {:.2} s", synced.as_secs_f64());
     println!("Salesforce REST API calls:  {api} (+ {} token request)", state.token_calls);

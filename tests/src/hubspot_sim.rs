@@ -879,6 +879,27 @@ fn dispatch(s: &mut SimState, p: &Prefixes, method: &Method, path: &str, body: &
             _ => answer(404, json!({"status": "error", "message": "resource not found"})),
         };
     }
+    // The default deal pipeline (reference §5.6): stage ids, with metadata.isClosed.
+    if path == p.objects.replacen("/objects", "/pipelines", 1) + "/deals" && method.as_str() == "GET" {
+        let stages: Vec<Value> = DEAL_STAGES
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let closed = id.starts_with("closed");
+                let probability = match *id {
+                    "closedwon" => "1.0",
+                    "closedlost" => "0.0",
+                    _ => "0.5",
+                };
+                json!({"id": id, "label": id, "displayOrder": i, "archived": false,
+                       "metadata": {"isClosed": closed.to_string(), "probability": probability}})
+            })
+            .collect();
+        return answer(
+            200,
+            json!({"results": [{"id": "default", "label": "Sales Pipeline", "displayOrder": 0, "stages": stages}]}),
+        );
+    }
     if let Some(rest) = path.strip_prefix(&format!("{}/", p.properties)) {
         let parts: Vec<&str> = rest.split('/').collect();
         let Some(object) = parts.first().and_then(|o| object_name(o)) else {
@@ -906,6 +927,14 @@ fn dispatch(s: &mut SimState, p: &Prefixes, method: &Method, path: &str, body: &
                 let unique = body.get("hasUniqueValue").and_then(Value::as_bool).unwrap_or(false);
                 s.custom.entry(object.to_owned()).or_default().insert(name, (ty, unique));
                 answer(201, body.clone())
+            }
+            ("GET", ["hs_lead_status"]) if object == "contacts" => {
+                let options: Vec<Value> = LEAD_STATUSES
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| json!({"label": v, "value": v, "displayOrder": i, "hidden": false}))
+                    .collect();
+                answer(200, json!({"name": "hs_lead_status", "type": "enumeration", "options": options}))
             }
             ("GET", [name]) => match s.custom.get(object).and_then(|m| m.get(*name)).cloned() {
                 Some((ty, unique)) => answer(200, json!({"name": name, "type": ty, "hasUniqueValue": unique})),

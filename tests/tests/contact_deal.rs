@@ -204,3 +204,43 @@ async fn salesforce_a_lead_keeps_its_lead_status() {
     assert_eq!(sim.record(&lead).unwrap()["Status"], "Closed - Converted");
     assert_eq!(sf_stage(&sim, &o.primary), "Prospecting", "a Lead's disposition moves no Opportunity");
 }
+
+#[tokio::test]
+async fn the_hubspot_account_check_knows_its_stages_and_statuses() {
+    let mapping = "[dispositions.SALE]\nhubspot.deal_stage = \"closedwonn\"\n[dispositions.NI]\nlead_status = \"NOT_A_STATUS\"\n[dispositions.XFER]\nhubspot.deal_stage = \"contractsent\"\n";
+    let (_sim, _, cfg) = hubspot("", mapping).await;
+    let problems = vicibridge_hubspot::check::check_with_secrets(&cfg, crm_secrets(HS_TOKEN)).await.unwrap();
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["dispositions.SALE.hubspot.deal_stage", "dispositions.NI.lead_status"], "{problems:?}");
+    assert!(problems[0].message.contains("\"closedwon\""), "the account's stages are listed: {}", problems[0].message);
+
+    // The shipped example, switched to HubSpot, matches a stock account (built-ins included).
+    let example = include_str!("../../infra/vicibridge.example.toml");
+    let sim = HubspotSim::start(HS_TOKEN).await;
+    let text = example.replace(
+        "kind = \"dry-run\"",
+        &format!("kind = \"hubspot\"\n[hubspot]\nbase_url = \"{}\"\nrequests_per_10s = 250", sim.base_url),
+    );
+    let cfg = Config::from_toml(&text).unwrap();
+    let problems = vicibridge_hubspot::check::check_with_secrets(&cfg, crm_secrets(HS_TOKEN)).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[tokio::test]
+async fn the_example_config_matches_a_stock_salesforce_org() {
+    let sim = SalesforceSim::start().await;
+    let example = include_str!("../../infra/vicibridge.example.toml");
+    let text = example
+        .replace("kind = \"dry-run\"", &format!("kind = \"salesforce\"\n[salesforce]\nlogin_url = \"{}\"", sim.base));
+    let cfg = Config::from_toml(&text).unwrap();
+    let problems = vicibridge_salesforce::check::check_with_secrets(&cfg, crm_secrets(HS_TOKEN), None).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+
+    // A stage the org does not have is named, with the key to change.
+    let renamed =
+        text.replace("salesforce.deal_stage = \"Proposal/Price Quote\"", "salesforce.deal_stage = \"Proposal\"");
+    let cfg = Config::from_toml(&renamed).unwrap();
+    let problems = vicibridge_salesforce::check::check_with_secrets(&cfg, crm_secrets(HS_TOKEN), None).await.unwrap();
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["campaigns.RENEWALS.dispositions.SALE.salesforce.deal_stage"], "{problems:?}");
+}

@@ -53,7 +53,8 @@ enum Command {
         #[arg(long, env = "VICIBRIDGE_CONFIG")]
         config: PathBuf,
         /// With credentials at hand, also check the CRM org itself (Salesforce: the custom
-        /// fields exist, the picklist values of the mapping are the org's).
+        /// fields exist, the picklist values of the mapping are the org's; HubSpot: the deal
+        /// stages are the account's pipeline stages, the lead statuses hs_lead_status options).
         #[arg(long)]
         secrets: Option<PathBuf>,
     },
@@ -174,6 +175,14 @@ async fn run(cli: Cli) -> Result<(), String> {
                         severity: Severity::Error,
                     });
                 }
+            }
+            if let Some(secrets_path) = secrets_path.as_deref()
+                && config.crm.kind == CrmKind::Hubspot
+            {
+                let account = vicibridge_hubspot::check::check_with_secrets(&config, secrets(Some(secrets_path))?)
+                    .await
+                    .map_err(|e| format!("cannot check the HubSpot account: {e}"))?;
+                problems.extend(account);
             }
             for p in &problems {
                 println!("{p}");

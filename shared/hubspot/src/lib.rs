@@ -8,6 +8,7 @@
 //! the events applied to it (`s:<epoch>;d:<epoch>`), read in one batch before writing, so a
 //! redelivered or older event never moves a record back.
 
+pub mod check;
 pub mod client;
 pub mod metrics;
 pub mod pace;
