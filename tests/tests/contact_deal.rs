@@ -211,8 +211,8 @@ async fn the_hubspot_account_check_knows_its_stages_and_statuses() {
     let (_sim, _, cfg) = hubspot("", mapping).await;
     let problems = vicibridge_hubspot::check::check_with_secrets(&cfg, crm_secrets(HS_TOKEN)).await.unwrap();
     let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
-    assert_eq!(keys, ["dispositions.SALE.hubspot.deal_stage", "dispositions.NI.lead_status"], "{problems:?}");
-    assert!(problems[0].message.contains("\"closedwon\""), "the account's stages are listed: {}", problems[0].message);
+    assert_eq!(keys, ["dispositions.NI.lead_status", "dispositions.SALE.hubspot.deal_stage"], "{problems:?}");
+    assert!(problems[1].message.contains("\"closedwon\""), "the account's stages are listed: {}", problems[1].message);
 
     // The shipped example, switched to HubSpot, matches a stock account (built-ins included).
     let example = include_str!("../../infra/vicibridge.example.toml");
