@@ -13,6 +13,7 @@ use chrono_tz::Tz;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
 use vicibridge_core::config::webhook::{EventType, WebhookConfig};
+use vicibridge_core::direction::CallDirection;
 use vicibridge_core::disposition::CallOutcome;
 use vicibridge_core::event::{LeadFields, LeadSource};
 use vicibridge_core::plan::{CallPhase, CallPlan, LeadPlan, LinkPlan, SyncPlan};
@@ -69,8 +70,9 @@ pub struct CallData {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CallFacts {
-    /// `inbound` when the call came through an in-group, else `outbound`.
-    pub direction: &'static str,
+    /// `inbound` / `outbound` as VICIdial tells it (in-group vs campaign, `call_id` prefix);
+    /// null when its URL does not say.
+    pub direction: Option<CallDirection>,
     pub started_at: Option<String>,
     pub talk_time_secs: Option<u32>,
     pub recording_url: Option<String>,
@@ -193,7 +195,6 @@ pub fn event(plan: &SyncPlan, ctx: &BodyContext) -> WebhookEvent {
 }
 
 fn call_data(c: &CallPlan, ctx: &BodyContext) -> CallData {
-    let inbound = c.ingroup.as_deref().is_some_and(|g| !g.trim().is_empty());
     let d = c.disposition.as_ref();
     CallData {
         lead_id: c.lead_id.get(),
@@ -206,7 +207,7 @@ fn call_data(c: &CallPlan, ctx: &BodyContext) -> CallData {
         campaign: non_empty(&c.campaign),
         ingroup: non_empty(&c.ingroup),
         call: CallFacts {
-            direction: if inbound { "inbound" } else { "outbound" },
+            direction: c.direction,
             started_at: c.started_at.map(rfc3339),
             talk_time_secs: d.and_then(|d| d.talk_time_secs),
             recording_url: d.and_then(|d| {
@@ -358,6 +359,7 @@ mod tests {
         assert_eq!(json["timestamp"], "2026-11-21T22:09:42Z");
         assert_eq!(json["sequence"], 2);
         assert_eq!(json["data"]["call_id"], "M1121220900000000009");
+        assert_eq!(json["data"]["call"]["direction"], "outbound", "an M call_id is an outbound call");
         assert_eq!(json["data"]["list_id"], "101");
         assert_eq!(json["data"]["call"]["started_at"], "2026-11-21T22:08:39Z");
         assert_eq!(
