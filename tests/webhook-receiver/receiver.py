@@ -3,7 +3,7 @@ request with the official Standard Webhooks library (`standardwebhooks`, pinned 
 scripts/test) and checks every body against schemas/webhook-event.v1.json (`jsonschema`).
 
     python receiver.py --log requests.jsonl --schema schemas/webhook-event.v1.json \
-        --secret whsec_... [--secret whsec_...]
+        --secret whsec_... [--secret whsec_...] [--examples schemas/examples]
 
 Prints `listening PORT` once it accepts connections. Each request is appended to the log as
 one JSON object: the Standard Webhooks headers, which of the --secret values verified it (each
@@ -15,6 +15,7 @@ POST /_script with {"answers": [{"status": 503, "headers": {...}, "body": "...",
 
 import argparse
 import json
+import pathlib
 import sys
 import threading
 import time
@@ -29,12 +30,21 @@ def main():
     parser.add_argument("--log", required=True)
     parser.add_argument("--schema", required=True)
     parser.add_argument("--secret", action="append", default=[])
+    parser.add_argument("--examples", help="a directory of example bodies that must match the schema")
     args = parser.parse_args()
 
     with open(args.schema, encoding="utf-8") as f:
         schema = json.load(f)
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    if args.examples:
+        # The published examples (schemas/examples/*.json) must match the published schema.
+        for path in sorted(pathlib.Path(args.examples).glob("*.json")):
+            example = json.loads(path.read_text(encoding="utf-8"))
+            errors = [e.message for e in validator.iter_errors(example)]
+            if errors or path.stem != example.get("type"):
+                print(f"invalid example {path.name}: {errors or 'file name is not its type'}", flush=True)
+                return 1
     hooks = [Webhook(s) for s in args.secret]
     lock = threading.Lock()
     answers = []

@@ -40,7 +40,9 @@ impl Receiver {
             .arg("--log")
             .arg(&log)
             .arg("--schema")
-            .arg(repo().join("schemas/webhook-event.v1.json"));
+            .arg(repo().join("schemas/webhook-event.v1.json"))
+            .arg("--examples")
+            .arg(repo().join("schemas/examples"));
         for s in secrets {
             cmd.args(["--secret", s]);
         }
