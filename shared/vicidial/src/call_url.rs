@@ -64,6 +64,9 @@ impl RequestError {
     }
 }
 
+const USER_REASON: &str = "is not a VICIdial user (letters, digits, - and _, at most 20)";
+const CAMPAIGN_REASON: &str = "is not a VICIdial campaign id (letters, digits, - and _, at most 20)";
+
 fn owned(q: &VicidialQuery, key: &str) -> Option<String> {
     q.get(key).map(str::to_owned)
 }
@@ -109,9 +112,49 @@ fn number<T: std::str::FromStr>(
         .transpose()
 }
 
+/// An identifier VICIdial fills from its own columns: present values must have that column's
+/// shape, or the request is refused naming the key (a lossy or foreign value would merge or
+/// split calls downstream).
+fn identifier(
+    q: &VicidialQuery,
+    key: &'static str,
+    valid: fn(&str) -> bool,
+    reason: &'static str,
+) -> Result<Option<String>, RequestError> {
+    match q.get(key) {
+        Some(v) if valid(v) => Ok(Some(v.to_owned())),
+        Some(_) => Err(RequestError::Invalid { key, reason }),
+        None => Ok(None),
+    }
+}
+
+/// Asterisk's uniqueid, `{epoch}.{sequence}` (`1700000000.123`), optionally after the
+/// `systemname-` prefix Asterisk adds when `asterisk.conf` sets one; the column is 50 wide.
+fn is_uniqueid(v: &str) -> bool {
+    let id = v.rsplit_once('-').map_or(v, |(prefix, id)| {
+        let ok = !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok { id } else { "" }
+    });
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    v.len() <= 50 && id.split_once('.').is_some_and(|(secs, seq)| digits(secs) && digits(seq))
+}
+
+/// VICIdial's caller code: 20 characters, a type letter (`M` manual dial, `V` auto-dial, `Y`
+/// inbound, ...) and 19 digits (date, time and the zero-padded lead_id).
+fn is_call_id(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() == 20 && b[0].is_ascii_uppercase() && b[1..].iter().all(u8::is_ascii_digit)
+}
+
+/// Status codes, user names and campaign ids: VICIdial keeps letters, digits, `-` and `_`
+/// (`.` and `@` appear in some shops' user names); 20 is the widest of those columns.
+fn is_code(v: &str) -> bool {
+    v.len() <= 20 && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'))
+}
+
 fn call_info(q: &VicidialQuery) -> Result<CallInfo, RequestError> {
-    let uniqueid = owned(q, "uniqueid");
-    let call_id = owned(q, "call_id");
+    let uniqueid = identifier(q, "uniqueid", is_uniqueid, "is not an Asterisk uniqueid (digits.digits)")?;
+    let call_id = identifier(q, "call_id", is_call_id, "is not a VICIdial call_id (a letter and 19 digits)")?;
     let key = match (&uniqueid, &call_id) {
         (Some(u), _) => CallKey::Uniqueid(u.clone()),
         (None, Some(c)) => CallKey::CallId(c.clone()),
@@ -121,8 +164,8 @@ fn call_info(q: &VicidialQuery) -> Result<CallInfo, RequestError> {
         key,
         uniqueid,
         call_id,
-        agent: owned(q, "user"),
-        campaign: owned(q, "campaign"),
+        agent: identifier(q, "user", is_code, USER_REASON)?,
+        campaign: identifier(q, "campaign", is_code, CAMPAIGN_REASON)?,
         ingroup: owned(q, "group"),
         dialed_number: owned(q, "dialed_number"),
         epoch: number(q, "epoch", "must be a Unix time in seconds")?,
@@ -156,7 +199,7 @@ pub fn to_event(url: CallUrl, q: &VicidialQuery) -> Result<Event, RequestError> 
         CallUrl::CallStart => Event::CallStart(CallStart { lead_id, lead, call: call_info(q)? }),
         CallUrl::Dispo => {
             let status = q.get("dispo").ok_or(RequestError::Missing { key: "dispo" })?;
-            if status.len() > 20 || status.contains(char::is_whitespace) {
+            if !is_code(status) {
                 return Err(RequestError::Invalid { key: "dispo", reason: "is not a VICIdial status code" });
             }
             Event::Dispo(Disposition {
@@ -177,8 +220,8 @@ pub fn to_event(url: CallUrl, q: &VicidialQuery) -> Result<Event, RequestError> 
         CallUrl::NewLead => Event::NewLead(NewLead {
             lead_id,
             lead,
-            added_by: owned(q, "user"),
-            campaign: owned(q, "campaign"),
+            added_by: identifier(q, "user", is_code, USER_REASON)?,
+            campaign: identifier(q, "campaign", is_code, CAMPAIGN_REASON)?,
             status: owned(q, "status"),
             entry_date: owned(q, "entry_date"),
         }),

@@ -35,12 +35,21 @@ pub struct VicidialQuery {
 
 /// `+` is a space, then percent-decoding; a `%` not followed by two hex digits is kept as is
 /// (raw values such as recording filenames may contain one).
+///
+/// Bytes that are not UTF-8 come from a dialer whose database or PHP runs in Latin-1 (`%E9`
+/// for `é`): they are read as Windows-1252, a superset of Latin-1 that maps every byte to its
+/// own character. Nothing is replaced, so two different values never decode alike
+/// (identifiers are then checked strictly by the event builder).
 pub fn form_decode(raw: &str) -> String {
     if !raw.contains(['+', '%']) {
         return raw.to_owned();
     }
     let bytes: Vec<u8> = raw.bytes().map(|b| if b == b'+' { b' ' } else { b }).collect();
-    percent_decode(&bytes).decode_utf8_lossy().into_owned()
+    let decoded: Vec<u8> = percent_decode(&bytes).collect();
+    match String::from_utf8(decoded) {
+        Ok(text) => text,
+        Err(e) => encoding_rs::WINDOWS_1252.decode_without_bom_handling(e.as_bytes()).0.into_owned(),
+    }
 }
 
 impl VicidialQuery {
@@ -135,6 +144,16 @@ mod tests {
         assert_eq!(q.get("bad"), Some("100%"));
         assert_eq!(q.get("empty"), None);
         assert_eq!(q.get("call_notes"), None);
+    }
+
+    #[test]
+    fn latin1_bytes_are_windows_1252_and_never_collapse() {
+        let q = VicidialQuery::parse("first_name=Jos%E9&city=K%F6ln&notes=%93quoted%94+%80&a=%FF1.1&b=%FE1.1");
+        assert_eq!(q.get("first_name"), Some("José"));
+        assert_eq!(q.get("city"), Some("Köln"));
+        assert_eq!(q.get("notes"), Some("\u{201c}quoted\u{201d} €"));
+        assert_ne!(q.get("a"), q.get("b"), "different bytes stay different values");
+        assert!(!q.get("a").unwrap_or_default().contains('\u{fffd}'));
     }
 
     #[test]

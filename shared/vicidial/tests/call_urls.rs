@@ -83,7 +83,61 @@ fn bad_input_names_the_variable() {
         assert_eq!(e.http_status(), 400);
     }
     // A call id alone is enough; repeated identical values are fine.
-    assert!(event(CallUrl::Dispo, "lead_id=1&lead_id=1&call_id=M1&dispo=NI").is_ok());
+    assert!(event(CallUrl::Dispo, "lead_id=1&lead_id=1&call_id=M1121220900000000001&dispo=NI").is_ok());
+}
+
+/// Identifiers must have VICIdial's shape or the request is refused naming the key; in
+/// particular bytes that are not UTF-8 never decode to the same value (both would be U+FFFD).
+#[test]
+fn identifiers_are_strict_and_never_decoded_lossily() {
+    let good = "lead_id=5&uniqueid=1700000000.123&call_id=V1121220933000000005&user=1000&campaign=TESTCAMP&epoch=1795298973&dispo=SALE";
+    assert!(event(CallUrl::Dispo, good).is_ok());
+    // What real VICIdial sends: manual dial, auto-dial, inbound, and a named Asterisk system.
+    for ok in [
+        good.replace("V1121220933000000005", "M1121220900000000009"),
+        good.replace("V1121220933000000005", "Y1121221000000000012"),
+        good.replace("1700000000.123", "dialer1-1700000000.123"),
+        good.replace("user=1000", "user=agent_07").replace("dispo=SALE", "dispo=CALLBK"),
+    ] {
+        assert!(event(CallUrl::Dispo, &ok).is_ok(), "{ok}");
+    }
+    let cases = [
+        ("1700000000.123", "%FF1.1", "uniqueid"),
+        ("1700000000.123", "%FE1.1", "uniqueid"),
+        ("1700000000.123", "1700000000", "uniqueid"),
+        ("1700000000.123", "1700000000.12a", "uniqueid"),
+        ("V1121220933000000005", "V112122093300000000", "call_id"),
+        ("V1121220933000000005", "V11212209330000000%E9", "call_id"),
+        ("V1121220933000000005", "x1121220933000000005", "call_id"),
+        ("lead_id=5", "lead_id=%FF5", "lead_id"),
+        ("dispo=SALE", "dispo=SA%FFLE", "dispo"),
+        ("dispo=SALE", "dispo=SA%3BLE", "dispo"),
+        ("user=1000", "user=10%E900", "user"),
+        ("campaign=TESTCAMP", "campaign=TEST%27CAMP", "campaign"),
+        ("epoch=1795298973", "epoch=17952%FF98973", "epoch"),
+    ];
+    for (from, to, key) in cases {
+        let raw = good.replace(from, to);
+        let e = event(CallUrl::Dispo, &raw).unwrap_err();
+        assert_eq!(e.http_status(), 400, "{raw}");
+        assert!(e.to_string().starts_with(&format!("`{key}`")), "{raw}: {e}");
+    }
+    let new_lead = "lead_id=10&user=6666&campaign=TESTCAMP&status=NEW";
+    assert!(event(CallUrl::NewLead, new_lead).is_ok());
+    assert!(event(CallUrl::NewLead, &new_lead.replace("6666", "66%FF66")).is_err());
+}
+
+/// A dialer on Latin-1 sends `%E9` for `é`: free text is read as Windows-1252, never refused.
+#[test]
+fn latin1_free_text_is_windows_1252_and_accepted() {
+    let raw = "lead_id=5&uniqueid=1700000000.123&dispo=SALE&first_name=Jos%E9&last_name=M%FCller&address1=Stra%DFe+1&city=K%F6ln&comments=caf%E9+%80&dispo_name=Vente+r%E9ussie";
+    let Ok(Event::Dispo(d)) = event(CallUrl::Dispo, raw) else { panic!("refused: {:?}", event(CallUrl::Dispo, raw)) };
+    assert_eq!(d.lead.first_name.as_deref(), Some("José"));
+    assert_eq!(d.lead.last_name.as_deref(), Some("Müller"));
+    assert_eq!(d.lead.address1.as_deref(), Some("Straße 1"));
+    assert_eq!(d.lead.city.as_deref(), Some("Köln"));
+    assert_eq!(d.lead.comments.as_deref(), Some("café €"));
+    assert_eq!(d.status_name.as_deref(), Some("Vente réussie"));
 }
 
 /// The URLs `vicibridge urls` prints, filled in the way VICIdial fills them, parse back.
@@ -113,6 +167,7 @@ fn printed_urls_round_trip() {
                         "epoch" => "1795298982",
                         "callback_datetime" => "",
                         "dispo_name" => "Sale%2BMade",
+                        "call_id" => "M1121220900000000005",
                         _ => "x",
                     }
                 ),
