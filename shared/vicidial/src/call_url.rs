@@ -140,10 +140,11 @@ fn is_uniqueid(v: &str) -> bool {
 }
 
 /// VICIdial's caller code: 20 characters, a type letter (`M` manual dial, `V` auto-dial, `Y`
-/// inbound, ...) and 19 digits (date, time and the zero-padded lead_id).
+/// inbound) and then date, time and the zero-padded lead_id. Other call types (transfers,
+/// consultations) use two-letter prefixes, so capitals are allowed after the first too.
 fn is_call_id(v: &str) -> bool {
     let b = v.as_bytes();
-    b.len() == 20 && b[0].is_ascii_uppercase() && b[1..].iter().all(u8::is_ascii_digit)
+    b.len() == 20 && b[0].is_ascii_uppercase() && b[1..].iter().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
 }
 
 /// Status codes, user names and campaign ids: VICIdial keeps letters, digits, `-` and `_`
@@ -154,7 +155,7 @@ fn is_code(v: &str) -> bool {
 
 fn call_info(q: &VicidialQuery) -> Result<CallInfo, RequestError> {
     let uniqueid = identifier(q, "uniqueid", is_uniqueid, "is not an Asterisk uniqueid (digits.digits)")?;
-    let call_id = identifier(q, "call_id", is_call_id, "is not a VICIdial call_id (a letter and 19 digits)")?;
+    let call_id = identifier(q, "call_id", is_call_id, "is not a VICIdial call_id (20 capitals and digits, a letter first)")?;
     let key = match (&uniqueid, &call_id) {
         (Some(u), _) => CallKey::Uniqueid(u.clone()),
         (None, Some(c)) => CallKey::CallId(c.clone()),
