@@ -155,7 +155,8 @@ fn is_code(v: &str) -> bool {
 
 fn call_info(q: &VicidialQuery) -> Result<CallInfo, RequestError> {
     let uniqueid = identifier(q, "uniqueid", is_uniqueid, "is not an Asterisk uniqueid (digits.digits)")?;
-    let call_id = identifier(q, "call_id", is_call_id, "is not a VICIdial call_id (20 capitals and digits, a letter first)")?;
+    let call_id =
+        identifier(q, "call_id", is_call_id, "is not a VICIdial call_id (20 capitals and digits, a letter first)")?;
     let key = match (&uniqueid, &call_id) {
         (Some(u), _) => CallKey::Uniqueid(u.clone()),
         (None, Some(c)) => CallKey::CallId(c.clone()),
