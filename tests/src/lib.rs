@@ -2,7 +2,9 @@
 
 pub mod browser;
 pub mod call_urls;
+pub mod faults;
 pub mod hubspot_sim;
 pub mod moto;
+pub mod runtime_api;
 pub mod salesforce_sim;
 pub mod vicidial_sim;

@@ -12,6 +12,8 @@ use aws_sdk_ssm::operation::get_parameter::GetParameterError;
 use tokio::sync::OnceCell;
 use vicibridge_core::config::{Config, ConfigError, Severity};
 
+use crate::limits::INIT;
+
 /// Path of the configuration TOML file.
 pub const CONFIG_ENV: &str = "VICIBRIDGE_CONFIG";
 /// Name or ARN of the SSM parameter holding the configuration TOML.
@@ -80,13 +82,12 @@ impl ConfigSource {
         }
     }
 
-    /// Reads and parses the configuration; an SSM parameter is read with [`aws_config`].
+    /// Reads and parses the configuration; an SSM parameter is read with [`aws_config`] and
+    /// the cold-start call limits ([`INIT`]).
     pub async fn load(&self) -> Result<Config, ConfigSourceError> {
         match self {
             ConfigSource::File(path) => read_file(path).await,
-            ConfigSource::SsmParameter(name) => {
-                read_parameter(&aws_sdk_ssm::Client::new(aws_config().await), name).await
-            }
+            ConfigSource::SsmParameter(name) => read_parameter(&INIT.ssm(aws_config().await), name).await,
         }
     }
 
@@ -94,7 +95,7 @@ impl ConfigSource {
     pub async fn load_with(&self, sdk: &SdkConfig) -> Result<Config, ConfigSourceError> {
         match self {
             ConfigSource::File(path) => read_file(path).await,
-            ConfigSource::SsmParameter(name) => read_parameter(&aws_sdk_ssm::Client::new(sdk), name).await,
+            ConfigSource::SsmParameter(name) => read_parameter(&INIT.ssm(sdk), name).await,
         }
     }
 }

@@ -2,20 +2,24 @@
 //! The handlers themselves are public so tests drive them with real event JSON.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_http::http::header::CONTENT_TYPE;
-use lambda_http::{Body, Request, Response};
-use lambda_runtime::LambdaEvent;
-use metrics_cloudwatch_embedded::Collector;
+use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_runtime::{LambdaEvent, service_fn};
+use tokio::time::Instant;
 use tracing::{error, warn};
+use vicibridge_core::event::LeadSource;
+use vicibridge_runtime::budget::{LEAD_WEBHOOK, VICIDIAL_INGEST};
 use vicibridge_runtime::crm::build_crm_with_writer;
 use vicibridge_runtime::lead_inject::build_lead_inject;
-use vicibridge_runtime::metrics::NAMESPACE;
 use vicibridge_runtime::{BatchHandler, CrmSync, Delivery, Ingest, LeadWebhook, Outcome, WebhookRequest};
 use vicibridge_vicidial::CallUrl;
 
 use crate::config_source::{aws_config, load_config};
+use crate::function::{InitError, Metrics, env, start};
+use crate::limits::{INGEST, WORKER};
 use crate::secrets_manager::SecretsManagerStore;
 use crate::sqs::{SqsDeadLetters, SqsQueue};
 
@@ -31,31 +35,35 @@ pub const CRM_EVENTS_URL_ENV: &str = "VICIBRIDGE_CRM_EVENTS_URL";
 pub type Error = lambda_runtime::Error;
 type BoxError = Error;
 
-fn env(name: &'static str) -> Result<String, BoxError> {
-    std::env::var(name).map_err(|_| format!("environment variable {name} is not set (see infra/template.yaml)").into())
-}
-
-fn init() -> Result<&'static Collector, BoxError> {
-    lambda_runtime::tracing::init_default_subscriber();
-    metrics_cloudwatch_embedded::Builder::new()
-        .cloudwatch_namespace(NAMESPACE)
-        .lambda_cold_start_metric("ColdStart")
-        .with_lambda_request_id("RequestId")
-        .init()
+/// Runs an HTTP handler under the Runtime API, flushing metrics after each request.
+async fn serve_http<F, Fut>(metrics: Metrics, handler: F) -> Result<(), BoxError>
+where
+    F: Fn(Request) -> Fut + Sync,
+    Fut: Future<Output = Response<Body>> + Send,
+{
+    let handler = &handler;
+    lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
+        metrics.begin(&req.lambda_context().request_id);
+        let response = handler(req).await;
+        metrics.end();
+        Ok::<_, BoxError>(response)
+    }))
+    .await
 }
 
 /// `call-start`, `dispo`, `new-lead`: API Gateway HTTP API → crm-events queue.
 pub async fn run_ingest(url: CallUrl) -> Result<(), BoxError> {
-    let metrics = init()?;
-    let sdk = aws_config().await;
-    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), env(QUEUE_URL_ENV)?);
-    let secrets = SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk), env(SECRET_ENV)?);
-    let ingest = Ingest::new(Arc::new(queue), Arc::new(secrets));
+    let (metrics, ingest) = start(Box::pin(async {
+        let budget = VICIDIAL_INGEST.from_env()?;
+        let (queue_url, secret_id) = (env(QUEUE_URL_ENV)?, env(SECRET_ENV)?);
+        let sdk = aws_config().await;
+        let queue = SqsQueue::new(INGEST.sqs(sdk), queue_url);
+        let secrets = SecretsManagerStore::new(INGEST.secrets_manager(sdk), secret_id);
+        Ok(Ingest::new(Arc::new(queue), Arc::new(secrets)).with_budget(budget))
+    }))
+    .await;
     let ingest = &ingest;
-    metrics_cloudwatch_embedded::lambda::handler::run_http(metrics, move |req| async move {
-        Ok::<_, BoxError>(handle_http(ingest, url, req).await)
-    })
-    .await
+    serve_http(metrics, move |req| async move { handle_http(ingest, url, req).await }).await
 }
 
 /// The HTTP handler: the raw query string (never API Gateway's pre-parsed map, which joins
@@ -88,42 +96,82 @@ impl std::fmt::Debug for SqsWorker {
 }
 
 pub async fn run_crm_sync() -> Result<(), BoxError> {
-    let metrics = init()?;
-    let sdk = aws_config().await;
-    let config = load_config().await?;
-    let secret_id = env(SECRET_ENV)?;
-    let secrets = Arc::new(SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk), &secret_id));
-    // Stores a rotated Salesforce refresh token (needs secretsmanager:PutSecretValue).
-    let writer =
-        Arc::new(crate::secret_writer::SecretsManagerWriter::new(aws_sdk_secretsmanager::Client::new(sdk), secret_id));
-    let crm = build_crm_with_writer(&config, secrets, Some(writer), None)?;
-    run_sqs_worker(metrics, Arc::new(CrmSync::new(&config, crm)), sdk).await
+    let (metrics, worker) = start(Box::pin(async {
+        let (secret_id, queues) = (env(SECRET_ENV)?, WorkerQueues::from_env()?);
+        let sdk = aws_config().await;
+        // The clients are built while the SSM answer is on its way.
+        let (config, secrets_manager) = tokio::join!(load_config(), async { WORKER.secrets_manager(sdk) });
+        let config = config?;
+        let secrets = Arc::new(SecretsManagerStore::new(secrets_manager.clone(), &secret_id));
+        // Stores a rotated Salesforce refresh token (needs secretsmanager:PutSecretValue).
+        let writer = Arc::new(crate::secret_writer::SecretsManagerWriter::new(secrets_manager, secret_id));
+        let crm = build_crm_with_writer(&config, secrets, Some(writer), None)?;
+        Ok(queues.worker(Arc::new(CrmSync::new(&config, crm)), sdk))
+    }))
+    .await;
+    run_sqs_worker(metrics, worker).await
 }
 
-/// Runs an SQS-triggered worker on the queue `VICIBRIDGE_QUEUE_URL` with the DLQ
-/// `VICIBRIDGE_DLQ_URL`.
-async fn run_sqs_worker(
-    metrics: &'static Collector,
-    handler: Arc<dyn BatchHandler>,
-    sdk: &aws_config::SdkConfig,
-) -> Result<(), BoxError> {
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    let worker = SqsWorker {
-        handler,
-        queue: SqsQueue::new(sqs.clone(), env(QUEUE_URL_ENV)?),
-        dead_letters: SqsDeadLetters::new(sqs, env(DLQ_URL_ENV)?),
-    };
+/// The queue URLs of an SQS-triggered worker: its source queue `VICIBRIDGE_QUEUE_URL` (for
+/// retry delays) and its dead-letter queue `VICIBRIDGE_DLQ_URL`.
+struct WorkerQueues {
+    queue_url: String,
+    dlq_url: String,
+}
+
+impl WorkerQueues {
+    fn from_env() -> Result<Self, InitError> {
+        Ok(WorkerQueues { queue_url: env(QUEUE_URL_ENV)?, dlq_url: env(DLQ_URL_ENV)? })
+    }
+
+    fn worker(self, handler: Arc<dyn BatchHandler>, sdk: &aws_config::SdkConfig) -> SqsWorker {
+        let sqs = WORKER.sqs(sdk);
+        SqsWorker {
+            handler,
+            queue: SqsQueue::new(sqs.clone(), self.queue_url),
+            dead_letters: SqsDeadLetters::new(sqs, self.dlq_url),
+        }
+    }
+}
+
+async fn run_sqs_worker(metrics: Metrics, worker: SqsWorker) -> Result<(), BoxError> {
     let worker = &worker;
-    metrics_cloudwatch_embedded::lambda::handler::run(metrics, move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, BoxError>(worker.handle(event.payload).await)
-    })
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        metrics.begin(&event.context.request_id);
+        let response = worker.handle_by(event.payload, deadline(event.context.deadline)).await;
+        metrics.end();
+        Ok::<_, BoxError>(response)
+    }))
     .await
 }
 
+/// Lambda's deadline (milliseconds since the epoch) as an instant on tokio's clock.
+fn deadline(deadline_ms: u64) -> Instant {
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}
+
+/// Kept free at the end of an invocation, so the answer reaches Lambda before its timeout.
+const ANSWER_RESERVE: Duration = Duration::from_millis(500);
+/// How long an invocation without a deadline (a test) may take.
+const NO_DEADLINE: Duration = Duration::from_secs(900);
+
 impl SqsWorker {
+    /// [`SqsWorker::handle_by`] with Lambda's longest timeout (15 minutes) as the deadline.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        self.handle_by(event, Instant::now() + NO_DEADLINE).await
+    }
+
     /// Failed messages are reported in `batchItemFailures` (needs `ReportBatchItemFailures`
     /// on the event source mapping); everything else is deleted by Lambda.
-    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+    ///
+    /// Answers before `deadline` (the function's timeout) whatever the CRM or SQS do: the
+    /// batch gets the time left minus what settling it may take ([`WORKER`]'s operation
+    /// timeout); a batch not processed by then goes back to the queue whole, and a message
+    /// whose dead-lettering is not confirmed by then stays on the queue.
+    pub async fn handle_by(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
+        let answer_by = deadline.checked_sub(ANSWER_RESERVE).unwrap_or(deadline);
+        let process_by = answer_by.checked_sub(WORKER.operation).unwrap_or(answer_by);
         let records: Vec<_> = event.records.iter().filter(|r| r.message_id.is_some()).collect();
         let deliveries: Vec<Delivery<'_>> = records
             .iter()
@@ -133,18 +181,31 @@ impl SqsWorker {
                 receive_count: r.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1),
             })
             .collect();
-        let outcomes = self.handler.process(&deliveries).await;
         let mut response = SqsBatchResponse::default();
+        let Ok(outcomes) = tokio::time::timeout_at(process_by, self.handler.process(&deliveries)).await else {
+            error!(
+                messages = deliveries.len(),
+                "batch not processed within the function's time; every message goes back to the queue"
+            );
+            for delivery in &deliveries {
+                response.add_failure(delivery.message_id.to_owned());
+            }
+            return response;
+        };
         for ((record, delivery), outcome) in records.iter().zip(&deliveries).zip(outcomes) {
             let failed = match outcome {
                 Outcome::Done => false,
                 Outcome::Retry { delay, .. } => {
                     // Best effort: without it the message comes back after the queue's
                     // visibility timeout, which is still a retry.
-                    if let Some(receipt) = record.receipt_handle.as_deref()
-                        && let Err(e) = self.queue.retry_later(receipt, delay).await
-                    {
-                        warn!(message_id = delivery.message_id, error = %e, "cannot set the retry delay");
+                    if let Some(receipt) = record.receipt_handle.as_deref() {
+                        match tokio::time::timeout_at(answer_by, self.queue.retry_later(receipt, delay)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => {
+                                warn!(message_id = delivery.message_id, error = %e, "cannot set the retry delay")
+                            }
+                            Err(_) => warn!(message_id = delivery.message_id, "no time left to set the retry delay"),
+                        }
                     }
                     true
                 }
@@ -154,7 +215,15 @@ impl SqsWorker {
                         .get("idempotency_key")
                         .and_then(|a| a.string_value.as_deref())
                         .unwrap_or("");
-                    match self.dead_letters.send(delivery.body, key, &reason).await {
+                    let sent = tokio::time::timeout_at(answer_by, self.dead_letters.send(delivery.body, key, &reason))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(crate::sqs::SqsError::Send {
+                                queue_url: self.dead_letters.dlq_url().to_owned(),
+                                message: "no time left before the function's timeout".into(),
+                            })
+                        });
+                    match sent {
                         Ok(()) => false,
                         Err(e) => {
                             // Keep it on the queue: the redrive policy moves it to the DLQ
@@ -175,17 +244,22 @@ impl SqsWorker {
 
 /// `lead-webhook`: `POST /hubspot/leads` and `POST /salesforce/leads` → lead-injections queue.
 pub async fn run_lead_webhook() -> Result<(), BoxError> {
-    let metrics = init()?;
-    let sdk = aws_config().await;
-    let config = load_config().await?;
-    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), env(QUEUE_URL_ENV)?);
-    let secrets = SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk), env(SECRET_ENV)?);
-    let webhook = LeadWebhook::from_config(Arc::new(queue), Arc::new(secrets), &config);
+    let (metrics, webhook) = start(Box::pin(async {
+        let budget = LEAD_WEBHOOK.from_env()?;
+        let (queue_url, secret_id) = (env(QUEUE_URL_ENV)?, env(SECRET_ENV)?);
+        let sdk = aws_config().await;
+        let (config, (queue, secrets)) = tokio::join!(load_config(), async {
+            (
+                SqsQueue::new(INGEST.sqs(sdk), queue_url),
+                SecretsManagerStore::new(INGEST.secrets_manager(sdk), secret_id),
+            )
+        });
+        let config = config?;
+        Ok(LeadWebhook::from_config(Arc::new(queue), Arc::new(secrets), &config).with_budget(budget))
+    }))
+    .await;
     let webhook = &webhook;
-    metrics_cloudwatch_embedded::lambda::handler::run_http(metrics, move |req| async move {
-        Ok::<_, BoxError>(handle_webhook(webhook, req).await)
-    })
-    .await
+    serve_http(metrics, move |req| async move { handle_webhook(webhook, req).await }).await
 }
 
 /// The HTTP handler of `lead-webhook`: the raw body bytes (API Gateway's base64 already
@@ -200,9 +274,9 @@ pub async fn handle_webhook(webhook: &LeadWebhook, req: Request) -> Response<Bod
         body: req.body().as_ref(),
     };
     let answer = if path.ends_with("/hubspot/leads") {
-        webhook.hubspot(request).await
+        webhook.handle(LeadSource::Hubspot, request).await
     } else if path.ends_with("/salesforce/leads") {
-        webhook.salesforce(request).await
+        webhook.handle(LeadSource::Salesforce, request).await
     } else {
         vicibridge_runtime::WebhookResponse {
             status: 404,
@@ -216,10 +290,19 @@ pub async fn handle_webhook(webhook: &LeadWebhook, req: Request) -> Response<Bod
 /// `lead-inject`: lead-injections queue → VICIdial `add_lead`; the lead_id write-back goes to
 /// the crm-events queue.
 pub async fn run_lead_inject() -> Result<(), BoxError> {
-    let metrics = init()?;
-    let sdk = aws_config().await;
-    let config = load_config().await?;
-    let secrets = Arc::new(SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk), env(SECRET_ENV)?));
-    let crm_events = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(sdk), env(CRM_EVENTS_URL_ENV)?));
-    run_sqs_worker(metrics, Arc::new(build_lead_inject(&config, secrets, crm_events)?), sdk).await
+    let (metrics, worker) = start(Box::pin(async {
+        let (secret_id, crm_events_url, queues) =
+            (env(SECRET_ENV)?, env(CRM_EVENTS_URL_ENV)?, WorkerQueues::from_env()?);
+        let sdk = aws_config().await;
+        let (config, (secrets, crm_events)) = tokio::join!(load_config(), async {
+            (
+                SecretsManagerStore::new(WORKER.secrets_manager(sdk), secret_id),
+                SqsQueue::new(WORKER.sqs(sdk), crm_events_url),
+            )
+        });
+        let (config, secrets, crm_events) = (config?, Arc::new(secrets), Arc::new(crm_events));
+        Ok(queues.worker(Arc::new(build_lead_inject(&config, secrets, crm_events)?), sdk))
+    }))
+    .await;
+    run_sqs_worker(metrics, worker).await
 }

@@ -1,7 +1,9 @@
 //! AWS adapters (SQS, Secrets Manager, SSM Parameter Store) and the Lambda entry points.
 
 pub mod config_source;
+pub mod function;
 pub mod lambda;
+pub mod limits;
 pub mod secret_writer;
 pub mod secrets_manager;
 pub mod sqs;

@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 use vicibridge_core::config::{Config, Durability};
 use vicibridge_core::event::LeadSource;
 use vicibridge_core::ports::SecretStore;
+use vicibridge_runtime::budget::{BudgetError, LEAD_WEBHOOK, VICIDIAL_INGEST};
 use vicibridge_runtime::crm::{CrmSetupError, build_crm_with_writer};
 use vicibridge_runtime::lead_inject::build_lead_inject;
 use vicibridge_runtime::lead_webhook::MAX_BODY_BYTES;
@@ -65,6 +66,8 @@ pub enum ServeError {
     Http(std::io::Error),
     #[error("cannot start the workers' thread: {0}")]
     Workers(std::io::Error),
+    #[error(transparent)]
+    Budget(#[from] BudgetError),
 }
 
 fn queue_options(config: &Config) -> QueueOptions {
@@ -124,10 +127,7 @@ async fn webhook_route(State(h): State<Handlers>, request: Request, source: Lead
         headers: &parts.headers,
         body: &body,
     };
-    let answer = match source {
-        LeadSource::Hubspot => h.webhook.hubspot(req).await,
-        LeadSource::Salesforce => h.webhook.salesforce(req).await,
-    };
+    let answer = h.webhook.handle(source, req).await;
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, [(header::CONTENT_TYPE, answer.content_type)], answer.body).into_response()
 }
@@ -157,10 +157,11 @@ pub async fn serve_with_secret_writer(
     let sync = CrmSync::new(&config, crm);
     let inject = build_lead_inject(&config, secrets.clone(), crm_events.clone())?;
     let handlers = Handlers {
-        ingest: Arc::new(Ingest::new(crm_events.clone(), secrets.clone())),
+        ingest: Arc::new(Ingest::new(crm_events.clone(), secrets.clone()).with_budget(VICIDIAL_INGEST.from_env()?)),
         // serve itself speaks plain HTTP: a TLS proxy in front says so in X-Forwarded-Proto.
         webhook: Arc::new(
-            LeadWebhook::from_config(lead_injections.clone(), secrets, &config).with_direct_scheme("http"),
+            LeadWebhook::from_config(lead_injections.clone(), secrets, &config).with_direct_scheme("http")
+                .with_budget(LEAD_WEBHOOK.from_env()?),
         ),
     };
     let listener =

@@ -17,6 +17,7 @@ use vicibridge_vicidial::call_url::RequestError;
 use vicibridge_vicidial::query::MAX_QUERY_BYTES;
 use vicibridge_vicidial::{CallUrl, VicidialQuery, to_event};
 
+use crate::budget::VICIDIAL_INGEST;
 use crate::metrics as m;
 use crate::retry::QUICK_RETRY_DELAYS;
 
@@ -41,29 +42,43 @@ pub struct Ingest {
     queue: Arc<dyn Queue>,
     secrets: Arc<dyn SecretStore>,
     last_refresh: Mutex<Option<Instant>>,
+    budget: Duration,
 }
 
 impl std::fmt::Debug for Ingest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ingest").finish_non_exhaustive()
+        f.debug_struct("Ingest").field("budget", &self.budget).finish_non_exhaustive()
     }
 }
 
 impl Ingest {
     pub fn new(queue: Arc<dyn Queue>, secrets: Arc<dyn SecretStore>) -> Self {
-        Ingest { queue, secrets, last_refresh: Mutex::new(None) }
+        Ingest { queue, secrets, last_refresh: Mutex::new(None), budget: VICIDIAL_INGEST.default }
+    }
+
+    /// The most a request may take (secret read and every queue attempt together) before it
+    /// is answered 503; see [`crate::budget`].
+    pub fn with_budget(mut self, budget: Duration) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// `raw_query` is the query string as received, without the `?`.
     pub async fn handle(&self, url: CallUrl, raw_query: Option<&str>) -> IngestResponse {
+        let deadline = tokio::time::Instant::now() + self.budget;
         let kind = url.event_kind();
         let raw = raw_query.unwrap_or("");
         if raw.len() > MAX_QUERY_BYTES {
             return reject(kind, &RequestError::TooLarge { len: raw.len(), max: MAX_QUERY_BYTES });
         }
         let query = VicidialQuery::parse(raw);
-        if let Some(refused) = self.authenticate(kind, query.token()).await {
-            return refused;
+        match tokio::time::timeout_at(deadline, self.authenticate(kind, query.token())).await {
+            Ok(None) => {}
+            Ok(Some(refused)) => return refused,
+            Err(_) => {
+                warn!(kind = %kind, budget_ms = self.budget.as_millis(), "secrets not read within the ingest budget; answered 503");
+                return IngestResponse::new(503, "secrets unavailable: retry");
+            }
         }
         if !query.dropped_secrets().is_empty() {
             // Dropped already; tell the operator to take the agent's password out of the URL.
@@ -75,7 +90,13 @@ impl Ingest {
         };
         let envelope = Envelope::new(event, Utc::now());
         let message = OutgoingMessage { key: envelope.key.to_string(), body: envelope.to_json() };
-        match self.enqueue(&message).await {
+        let queued = tokio::time::timeout_at(deadline, self.enqueue(&message)).await.unwrap_or_else(|_| {
+            Err(vicibridge_core::ports::QueueError::Unavailable(format!(
+                "not queued within the ingest budget of {} ms",
+                self.budget.as_millis()
+            )))
+        });
+        match queued {
             Ok(()) => {
                 let lead = envelope.event.lead_id().map_or_else(String::new, |l| l.to_string());
                 metrics::counter!(m::INGEST_ACCEPTED, "kind" => kind.as_str()).increment(1);

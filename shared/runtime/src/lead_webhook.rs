@@ -15,6 +15,7 @@ use vicibridge_core::secrets::SecretDoc;
 use vicibridge_hubspot::webhook::{self as hubspot, ReplayGuard, SignedRequest};
 use vicibridge_salesforce::outbound_message::{self as soap, ACK, ACK_CONTENT_TYPE};
 
+use crate::budget::LEAD_WEBHOOK;
 use crate::metrics as m;
 use crate::retry::QUICK_RETRY_DELAYS;
 
@@ -81,6 +82,7 @@ pub struct LeadWebhook {
     /// The sources `[lead_injection]` maps; `None`: no `[lead_injection]` section at all.
     configured: Option<Configured>,
     replay: ReplayGuard,
+    budget: std::time::Duration,
 }
 
 /// Which CRMs `[lead_injection]` has a mapping for. A lead from another one could only be
@@ -114,6 +116,7 @@ impl LeadWebhook {
             direct_scheme: "https",
             configured: Some(Configured { hubspot: true, salesforce: true }),
             replay: ReplayGuard::default(),
+            budget: LEAD_WEBHOOK.default,
         }
     }
 
@@ -134,6 +137,26 @@ impl LeadWebhook {
     pub fn with_direct_scheme(mut self, scheme: &'static str) -> Self {
         self.direct_scheme = scheme;
         self
+    }
+
+    /// The most a request may take (secret read and every queue attempt together) before it
+    /// is answered 503; see [`crate::budget`].
+    pub fn with_budget(mut self, budget: std::time::Duration) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// `POST /hubspot/leads` or `POST /salesforce/leads`, answered 503 once the budget is spent.
+    pub async fn handle(&self, source: LeadSource, req: WebhookRequest<'_>) -> WebhookResponse {
+        let answer = match source {
+            LeadSource::Hubspot => tokio::time::timeout(self.budget, self.hubspot(req)).await,
+            LeadSource::Salesforce => tokio::time::timeout(self.budget, self.salesforce(req)).await,
+        };
+        answer.unwrap_or_else(|_| {
+            metrics::counter!(m::INGEST_QUEUE_FAILURES, "kind" => "lead-injection").increment(1);
+            warn!(source = %source, budget_ms = self.budget.as_millis(), "lead webhook not done within its budget; answered 503");
+            WebhookResponse::text(503, "secrets or queue unavailable, not acknowledged: retry")
+        })
     }
 
     /// `POST /hubspot/leads`: a workflow's "Send a webhook" with one contact.
