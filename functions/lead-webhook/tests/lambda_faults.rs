@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use vicibridge_tests::faults::{HangingListener, refused_endpoint};
 use vicibridge_tests::moto::Moto;
-use vicibridge_tests::runtime_api::{LambdaProcess, RuntimeApi, apigw_post, http_status};
+use vicibridge_tests::runtime_api::{Answer, LambdaProcess, RuntimeApi, apigw_post, http_status};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_lead-webhook");
 /// lead-webhook's timeout in infra/template.yaml.
@@ -21,7 +21,7 @@ async fn status_with_sqs_at(sqs_endpoint: String) -> u16 {
     let secret = serde_json::json!({ "salesforce": { "webhook_token": SF_TOKEN } }).to_string();
     let out = moto.secrets_manager().create_secret().name("vicibridge").secret_string(secret).send().await.unwrap();
     let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(config.path(), "[vicidial]\nbase_url = \"https://dialer.example.com\"\n[crm]\nkind = \"dry-run\"\n")
+    std::fs::write(config.path(), "[vicidial]\nbase_url = \"https://dialer.example.com\"\n[crm]\nkind = \"dry-run\"\n[lead_injection]\n[lead_injection.salesforce]\nlist_id = \"2000\"\n")
         .unwrap();
     let api = RuntimeApi::start().await;
     let env = [
@@ -38,7 +38,12 @@ async fn status_with_sqs_at(sqs_endpoint: String) -> u16 {
         &[("content-type", "application/json"), ("x-vicibridge-token", SF_TOKEN)],
         body,
     );
-    http_status(api.invoke(&event, FUNCTION_TIMEOUT, FUNCTION_TIMEOUT).await, &process)
+    let answer = api.invoke(&event, FUNCTION_TIMEOUT, FUNCTION_TIMEOUT).await;
+    if let Some(Answer::Response(r)) = &answer {
+        let body = r["body"].as_str().unwrap_or_default();
+        assert!(body.contains("unavailable") && body.contains("retry"), "{body}");
+    }
+    http_status(answer, &process)
 }
 
 #[tokio::test]

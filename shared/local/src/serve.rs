@@ -160,7 +160,8 @@ pub async fn serve_with_secret_writer(
         ingest: Arc::new(Ingest::new(crm_events.clone(), secrets.clone()).with_budget(VICIDIAL_INGEST.from_env()?)),
         // serve itself speaks plain HTTP: a TLS proxy in front says so in X-Forwarded-Proto.
         webhook: Arc::new(
-            LeadWebhook::from_config(lead_injections.clone(), secrets, &config).with_direct_scheme("http")
+            LeadWebhook::from_config(lead_injections.clone(), secrets, &config)
+                .with_direct_scheme("http")
                 .with_budget(LEAD_WEBHOOK.from_env()?),
         ),
     };
