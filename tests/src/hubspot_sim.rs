@@ -2,7 +2,8 @@
 //! way `shared/reference/hubspot.md` documents it — search (phone matched on national digits,
 //! 5 groups, 5 requests/s), batch read / upsert (uniqueness on the id property) / update,
 //! v4 batch associations, properties, bearer auth (401), 429 with its headers and body,
-//! 207 per-input errors — with fault injection and a request log for assertions.
+//! 207 per-input errors, and the reads a screen pop makes (notes, owners, call outcomes,
+//! account details) — with fault injection and a request log for assertions.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helper: a panic is the failure report
 
@@ -75,6 +76,10 @@ pub struct SimState {
     /// Write answers carry only `hs_object_id` (HubSpot does not promise which properties
     /// batch write results echo).
     pub lean_results: bool,
+    /// Owners by id: (first name, last name, email), for `GET /crm/v3/owners/{id}`.
+    pub owners: BTreeMap<String, (String, String, String)>,
+    /// Custom call outcomes `GET /calling/v1/dispositions` lists after the six defaults.
+    pub custom_outcomes: Vec<(String, String)>,
     /// When each call was created, by call key (for the sync-lag benchmark).
     pub call_created: HashMap<String, Instant>,
     correlation: u64,
@@ -97,9 +102,24 @@ const STANDARD: &[(&str, &[&str])] = &[
             "hs_lead_status",
             "hubspot_owner_id",
             "hs_object_id",
+            "company",
+            "lifecyclestage",
         ],
     ),
-    ("deals", &["dealname", "dealstage", "pipeline", "amount", "hubspot_owner_id", "hs_object_id"]),
+    (
+        "deals",
+        &[
+            "dealname",
+            "dealstage",
+            "pipeline",
+            "amount",
+            "closedate",
+            "deal_currency_code",
+            "hubspot_owner_id",
+            "hs_object_id",
+        ],
+    ),
+    ("notes", &["hs_timestamp", "hs_note_body", "hubspot_owner_id", "hs_object_id"]),
     (
         "calls",
         &[
@@ -148,6 +168,16 @@ const CALL_STATUSES: &[&str] = &[
     "QUEUED",
     "RINGING",
 ];
+/// Labels of [`DEAL_STAGES`], as the default pipeline shows them.
+const DEAL_STAGE_LABELS: &[&str] = &[
+    "Appointment scheduled",
+    "Qualified to buy",
+    "Presentation scheduled",
+    "Decision maker bought-in",
+    "Contract sent",
+    "Closed won",
+    "Closed lost",
+];
 const DEAL_STAGES: &[&str] = &[
     "appointmentscheduled",
     "qualifiedtobuy",
@@ -164,6 +194,7 @@ fn object_name(s: &str) -> Option<&'static str> {
         "deals" | "0-3" | "deal" => "deals",
         "calls" | "0-48" | "call" => "calls",
         "tasks" | "0-27" | "task" => "tasks",
+        "notes" | "0-46" | "note" => "notes",
         _ => return None,
     })
 }
@@ -693,6 +724,10 @@ impl HubspotSim {
         self.with(|s| s.associations.insert((from.into(), from_id.into(), to.into(), to_id.into(), type_id)));
     }
 
+    pub fn add_owner(&self, id: &str, first: &str, last: &str, email: &str) {
+        self.with(|s| s.owners.insert(id.into(), (first.into(), last.into(), email.into())));
+    }
+
     pub fn fault(&self, path_contains: &str, kind: FaultKind, times: usize) {
         self.with(|s| s.faults.push_back(Fault { path_contains: path_contains.into(), kind, times }));
     }
@@ -891,7 +926,7 @@ fn dispatch(s: &mut SimState, p: &Prefixes, method: &Method, path: &str, body: &
                     "closedlost" => "0.0",
                     _ => "0.5",
                 };
-                json!({"id": id, "label": id, "displayOrder": i, "archived": false,
+                json!({"id": id, "label": DEAL_STAGE_LABELS[i], "displayOrder": i, "archived": false,
                        "metadata": {"isClosed": closed.to_string(), "probability": probability}})
             })
             .collect();
@@ -932,7 +967,12 @@ fn dispatch(s: &mut SimState, p: &Prefixes, method: &Method, path: &str, body: &
                 let options: Vec<Value> = LEAD_STATUSES
                     .iter()
                     .enumerate()
-                    .map(|(i, v)| json!({"label": v, "value": v, "displayOrder": i, "hidden": false}))
+                    .map(|(i, v)| {
+                        // "IN_PROGRESS" is shown as "In progress".
+                        let lower = v.replace('_', " ").to_lowercase();
+                        let label = lower[..1].to_uppercase() + &lower[1..];
+                        json!({"label": label, "value": v, "displayOrder": i, "hidden": false})
+                    })
                     .collect();
                 answer(200, json!({"name": "hs_lead_status", "type": "enumeration", "options": options}))
             }
@@ -943,5 +983,44 @@ fn dispatch(s: &mut SimState, p: &Prefixes, method: &Method, path: &str, body: &
             _ => answer(404, json!({"status": "error", "message": "resource not found"})),
         };
     }
+    match (method.as_str(), path) {
+        // The account (docs/api/account-info): portal id and the app's domain.
+        ("GET", "/account-info/v3/details") => {
+            return answer(
+                200,
+                json!({"portalId": PORTAL_ID, "uiDomain": "app.hubspot.com", "dataHostingLocation": "na1", "timeZone": "US/Eastern", "companyCurrency": "USD", "accountType": "STANDARD"}),
+            );
+        }
+        // Call outcomes: the six defaults (hubspot.md §5.3), then the account's own.
+        ("GET", "/calling/v1/dispositions") => {
+            let mut list: Vec<Value> =
+                DEFAULT_OUTCOMES.iter().map(|(id, label)| json!({"id": id, "label": label})).collect();
+            list.extend(s.custom_outcomes.iter().map(|(id, label)| json!({"id": id, "label": label})));
+            return answer(200, Value::Array(list));
+        }
+        _ => {}
+    }
+    if let (Some(id), "GET") = (path.strip_prefix("/crm/v3/owners/"), method.as_str()) {
+        return match s.owners.get(id).cloned() {
+            Some((first, last, email)) => answer(
+                200,
+                json!({"id": id, "email": email, "firstName": first, "lastName": last, "userId": 1, "archived": false}),
+            ),
+            None => s.error(404, "OBJECT_NOT_FOUND", &format!("Owner {id} does not exist")),
+        };
+    }
     answer(404, json!({"status": "error", "message": "resource not found"}))
 }
+
+/// The portal id `GET /account-info/v3/details` answers.
+pub const PORTAL_ID: u64 = 62515;
+
+/// HubSpot's default call outcomes (hubspot.md §5.3).
+pub const DEFAULT_OUTCOMES: [(&str, &str); 6] = [
+    ("9d9162e7-6cf3-4944-bf63-4dff82258764", "Busy"),
+    ("f240bbac-87c9-4f6e-bf70-924b57d47db7", "Connected"),
+    ("a4c4c377-d246-4b32-a13b-75a56a4cd0ff", "Left live message"),
+    ("b2cf5968-551e-4856-9783-52b3da59a7d0", "Left voicemail"),
+    ("73a0d17f-1163-4015-bdd5-ec830791da20", "No answer"),
+    ("17b47fee-58de-441e-a44c-c6300d46f273", "Wrong number"),
+];

@@ -102,6 +102,8 @@ pub struct SimState {
     pub created_at: BTreeMap<String, std::time::Instant>,
     /// `LastModifiedDate` of each record, as an ever-increasing sequence number.
     pub modified: BTreeMap<String, u64>,
+    /// How long every answer takes (a distant org, for benchmarks).
+    pub delay: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +191,11 @@ impl SalesforceSim {
         self.state().refresh_tokens.clear();
     }
 
+    /// Every answer after `delay`.
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.state().delay = delay;
+    }
+
     pub fn set_api_used(&self, used: u64) {
         let mut s = self.state();
         s.api_used_start = used.saturating_sub(s.api_calls);
@@ -209,6 +216,7 @@ impl SimState {
             "Account" => "001",
             "Task" => "00T",
             "OpportunityContactRole" => "00K",
+            "User" => "005",
             _ => "a0X",
         };
         format!("{prefix}{:012}AAA", self.next)
@@ -249,6 +257,10 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
     let path = uri.path().to_owned();
     let query = uri.query().unwrap_or("").to_owned();
     let text = String::from_utf8_lossy(&body).into_owned();
+    let delay = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let mut s = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     s.log.push((method.to_string(), path.clone()));
     s.bodies.push(text.clone());
@@ -722,6 +734,32 @@ fn soql(s: &SimState, q: &str) -> (u16, Value) {
                         .any(|k| f.get(*k).and_then(Value::as_str).is_some_and(|v| ids.contains(v)))
             })
         }
+        // The screen pop's: `WHERE WhoId = '…' AND IsClosed = true|false ORDER BY … LIMIT n`.
+        "Task" if where_.starts_with("WhoId = ") => {
+            let who = where_.trim_start_matches("WhoId = '").split('\'').next().unwrap_or("").to_owned();
+            let closed = where_.contains("IsClosed = true");
+            let limit: usize =
+                where_.rsplit_once(" LIMIT ").and_then(|(_, n)| n.trim().parse().ok()).unwrap_or(usize::MAX);
+            let mut rows: Vec<(String, Value)> = s
+                .records
+                .iter()
+                .filter(|(_, r)| {
+                    r.object == "Task" && r.fields.get("WhoId").and_then(Value::as_str) == Some(who.as_str())
+                })
+                .filter(|(_, r)| (r.fields.get("Status").and_then(Value::as_str) == Some("Completed")) == closed)
+                .map(|(id, r)| {
+                    let key = if closed { "CreatedDate" } else { "ActivityDate" };
+                    let sort = r.fields.get(key).and_then(Value::as_str).unwrap_or("").to_owned();
+                    let row = select_by_id(s, "Task", &fields, &BTreeSet::from([id.as_str()]));
+                    (sort, row.into_iter().next().unwrap_or(Value::Null))
+                })
+                .collect();
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            if closed {
+                rows.reverse();
+            }
+            rows.into_iter().take(limit).map(|(_, r)| r).collect()
+        }
         "Task" => {
             let keys: BTreeSet<&str> = lists.first().into_iter().flatten().map(String::as_str).collect();
             let field = where_.split_whitespace().next().unwrap_or("");
@@ -729,9 +767,9 @@ fn soql(s: &SimState, q: &str) -> (u16, Value) {
                 f.get(field).and_then(Value::as_str).is_some_and(|v| keys.contains(v))
             })
         }
-        "Contact" if where_.starts_with("Id IN") => {
+        "Lead" | "Contact" if where_.starts_with("Id IN") => {
             let ids: BTreeSet<&str> = lists.iter().flatten().map(String::as_str).collect();
-            select_by_id(s, "Contact", &fields, &ids)
+            select_by_id(s, object, &fields, &ids)
         }
         "OpportunityContactRole" => {
             // ... WHERE Opportunity.IsClosed = false AND ContactId IN (...)
@@ -821,7 +859,10 @@ fn select_by_id(s: &SimState, object: &str, fields: &[&str], ids: &BTreeSet<&str
             let v = match *f {
                 "Id" => json!(id),
                 "LastModifiedDate" => s.last_modified(id),
-                other => r.fields.get(other).cloned().unwrap_or(Value::Null),
+                other => {
+                    insert_field(s, &r.fields, other, &mut out);
+                    continue;
+                }
             };
             out.insert((*f).to_owned(), v);
         }
@@ -846,12 +887,44 @@ fn select_fields(
                 json!({ "type": object, "url": format!("/services/data/v67.0/sobjects/{object}/{id}") }),
             );
             for f in fields {
-                let v = if *f == "Id" { json!(id) } else { r.fields.get(*f).cloned().unwrap_or(Value::Null) };
-                out.insert((*f).to_owned(), v);
+                if *f == "Id" {
+                    out.insert("Id".to_owned(), json!(id));
+                } else {
+                    insert_field(s, &r.fields, f, &mut out);
+                }
             }
             Value::Object(out)
         })
         .collect()
+}
+
+/// One selected field as Salesforce answers it: `Name` composed from FirstName/LastName when
+/// the record has none, and `Owner.Name` / `Account.Name` as nested objects (null without a
+/// related record).
+fn insert_field(s: &SimState, fields: &Map<String, Value>, name: &str, out: &mut Map<String, Value>) {
+    if let Some((relation, field)) = name.split_once('.') {
+        let related =
+            fields.get(&format!("{relation}Id")).and_then(Value::as_str).and_then(|rid| s.records.get(rid)).map(
+                |rel| {
+                    let mut nested = Map::new();
+                    nested.insert("attributes".into(), json!({ "type": rel.object }));
+                    insert_field(s, &rel.fields, field, &mut nested);
+                    Value::Object(nested)
+                },
+            );
+        out.insert(relation.to_owned(), related.unwrap_or(Value::Null));
+        return;
+    }
+    let v = match (name, fields.get(name)) {
+        (_, Some(v)) => v.clone(),
+        ("Name", None) => {
+            let parts: Vec<&str> =
+                ["FirstName", "LastName"].iter().filter_map(|k| fields.get(*k).and_then(Value::as_str)).collect();
+            if parts.is_empty() { Value::Null } else { json!(parts.join(" ")) }
+        }
+        _ => Value::Null,
+    };
+    out.insert(name.to_owned(), v);
 }
 
 /// Every `IN (...)` list of quoted literals, unescaped.

@@ -187,6 +187,8 @@ struct State {
     api_new_lead_url: Option<String>,
     new_lead_calls: Vec<NewLeadCall>,
     new_lead_timeout: Duration,
+    /// Static pages of VICIdial's web server (the agent screen's Script tab), by path.
+    pages: HashMap<String, String>,
 }
 
 /// The running simulator; the server stops when this is dropped.
@@ -237,6 +239,7 @@ impl VicidialSim {
             api_new_lead_url: None,
             new_lead_calls: Vec::new(),
             new_lead_timeout: Duration::from_secs(10),
+            pages: HashMap::new(),
         }));
         let server_state = state.clone();
         let task = tokio::spawn(async move {
@@ -258,6 +261,12 @@ impl VicidialSim {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap()
+    }
+
+    /// Serves `html` at `path` from VICIdial's origin, as the agent screen's Script tab would
+    /// (a page that frames the screen pop).
+    pub fn serve_page(&self, path: &str, html: &str) {
+        self.state().pages.insert(path.to_owned(), html.to_owned());
     }
 
     pub fn add_user(&self, user: SimUser) {
@@ -625,6 +634,9 @@ fn handle(state: &Arc<Mutex<State>>, incoming: Incoming) -> Reply {
         headers: incoming.headers.clone(),
         params: params.clone(),
     });
+    if let Some(page) = s.pages.get(&incoming.path) {
+        return Reply::ok(page.clone());
+    }
     if incoming.path != PATH {
         return Reply::status(404, "<html><body><h1>Not Found</h1></body></html>\n");
     }

@@ -16,13 +16,13 @@ mod webhook_test;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use vicibridge_core::config::{Config, ConfigError, CrmKind, Severity};
+use vicibridge_core::config::{Config, ConfigError, CrmKind, Problem, Severity};
 use vicibridge_core::ports::{SecretStore, SecretWriter};
 use vicibridge_local::secret_writer::FileSecretWriter;
 use vicibridge_local::secrets_file::{FileSecrets, SECRETS_JSON_ENV};
 use vicibridge_local::serve::{ServeOptions, serve_with_secret_writer};
 use vicibridge_runtime::telemetry::{LogFormat, init_logging};
-use vicibridge_vicidial::url_templates::call_urls;
+use vicibridge_vicidial::url_templates::{call_urls, screen_pop_url};
 
 #[derive(Parser, Debug)]
 #[command(name = "vicibridge", version, about = "Bridge between the VICIdial dialer and CRMs")]
@@ -184,11 +184,19 @@ async fn run(cli: Cli) -> Result<(), String> {
                     .map_err(|e| format!("cannot check the HubSpot account: {e}"))?;
                 problems.extend(account);
             }
+            if let Some(secrets_path) = secrets_path.as_deref()
+                && config.screen_pop.verify_agent
+            {
+                problems.extend(check_agent_status(&config, secrets(Some(secrets_path))?).await);
+            }
             for p in &problems {
                 println!("{p}");
             }
             if problems.iter().any(|p| p.severity == Severity::Error) {
-                return Err(format!("{}: the CRM org or the secret does not match the configuration", path.display()));
+                return Err(format!(
+                    "{}: the checks above failed (the CRM org, the secret or VICIdial)",
+                    path.display()
+                ));
             }
             let campaigns = config.campaigns.len();
             println!(
@@ -206,17 +214,25 @@ async fn run(cli: Cli) -> Result<(), String> {
             if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
                 return Err(format!("--base-url {base_url:?} is not an http(s) URL"));
             }
-            let token = if redact {
-                "INGEST_TOKEN".to_owned()
+            let (token, pop_token) = if redact {
+                ("INGEST_TOKEN".to_owned(), "SCREEN_POP_TOKEN".to_owned())
             } else {
                 let doc = secrets(secrets_path.as_deref())?.current().await.map_err(|e| e.to_string())?;
                 let first = doc.ingest_tokens.first().ok_or("the secrets have no ingest_tokens: add one first")?;
-                first.expose().to_owned()
+                let pop = match doc.screen_pop_tokens.first() {
+                    Some(t) => t.expose().to_owned(),
+                    None => {
+                        eprintln!("note: the secrets have no screen_pop_tokens: add one for the screen pop");
+                        "SCREEN_POP_TOKEN".to_owned()
+                    }
+                };
+                (first.expose().to_owned(), pop)
             };
             let urls = call_urls(&base_url, &token);
             println!("start_call_url: {}", urls.start_call_url);
             println!("dispo_call_url: {}", urls.dispo_call_url);
             println!("api_new_lead_url: {}", urls.api_new_lead_url);
+            println!("screen_pop_url: {}", screen_pop_url(&base_url, &pop_token));
             Ok(())
         }
         Command::Hubspot(hubspot_setup::HubspotCommand::Setup { config, secrets: secrets_path }) => {
@@ -227,6 +243,29 @@ async fn run(cli: Cli) -> Result<(), String> {
             let config = load_config(&config)?;
             webhook_test::test(&config, secrets(secrets_path.as_deref())?).await
         }
+    }
+}
+
+/// The screen pop asks VICIdial `agent_status` on every pop: try it once with the API user.
+/// Any answer about the agent (even "not found") proves the permission.
+async fn check_agent_status(config: &Config, secrets: Arc<dyn SecretStore>) -> Vec<Problem> {
+    use vicibridge_core::agent::AgentDirectory;
+    use vicibridge_vicidial::non_agent_api::{NonAgentApi, NonAgentApiOptions};
+    let problem = |severity, message: String| Problem { key: "screen_pop.verify_agent".into(), message, severity };
+    let api = match NonAgentApi::new(&config.vicidial.base_url, secrets, NonAgentApiOptions::default()) {
+        Ok(a) => a,
+        Err(e) => return vec![problem(Severity::Error, e.to_string())],
+    };
+    let Ok(probe) = "vicibridge-check".parse() else { return Vec::new() };
+    match api.agent_status(&probe).await {
+        Ok(_) => Vec::new(),
+        Err(vicibridge_core::lead::DialerError::Permanent { reason, .. }) => vec![problem(
+            Severity::Error,
+            format!(
+                "the screen pop cannot verify agents: {reason} (the API user needs agent_status in api_allowed_functions, user level 7+, view_reports and agent API access)"
+            ),
+        )],
+        Err(e) => vec![problem(Severity::Warning, format!("could not reach VICIdial agent_status: {e}"))],
     }
 }
 

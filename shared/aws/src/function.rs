@@ -32,6 +32,8 @@ pub enum InitError {
     Crm(#[from] CrmSetupError),
     #[error(transparent)]
     Vicidial(#[from] NonAgentApiError),
+    #[error(transparent)]
+    ScreenPop(#[from] vicibridge_runtime::screen_pop::ScreenPopSetupError),
     #[error(
         "the function did not start within {} s (Lambda's init limit is 10 s): check that the function reaches SSM (VPC endpoints or NAT) and the configuration parameter's size",
         INIT_BUDGET.as_secs()
@@ -47,9 +49,10 @@ impl InitError {
         match self {
             InitError::MissingEnv { .. } | InitError::Budget(_) => "Vicibridge.EnvironmentInvalid",
             InitError::Config(ConfigSourceError::ReadParameter { .. }) => "Vicibridge.ConfigUnreachable",
-            InitError::Config(ConfigSourceError::Invalid { .. }) | InitError::Crm(_) | InitError::Vicidial(_) => {
-                "Vicibridge.ConfigInvalid"
-            }
+            InitError::Config(ConfigSourceError::Invalid { .. })
+            | InitError::Crm(_)
+            | InitError::Vicidial(_)
+            | InitError::ScreenPop(_) => "Vicibridge.ConfigInvalid",
             InitError::Config(_) => "Vicibridge.ConfigMissing",
             InitError::TimedOut => "Vicibridge.InitTimeout",
             InitError::Metrics(_) => "Vicibridge.InitFailed",

@@ -81,6 +81,34 @@ fn text_response(status: u16, content_type: &'static str, body: String) -> Respo
     response
 }
 
+/// `screen-pop`: API Gateway HTTP API → the agent's page (no queue).
+pub async fn run_screen_pop() -> Result<(), BoxError> {
+    let (metrics, pop) = start(Box::pin(async {
+        let secret_id = env(SECRET_ENV)?;
+        let sdk = aws_config().await;
+        let config = load_config().await?;
+        let client = INGEST.secrets_manager(sdk);
+        let secrets = Arc::new(SecretsManagerStore::new(client.clone(), &secret_id));
+        // The Salesforce read side stores a rotated refresh token, as crm-sync does.
+        let writer = Arc::new(crate::secret_writer::SecretsManagerWriter::new(client, secret_id));
+        Ok(vicibridge_runtime::screen_pop::build_screen_pop(&config, secrets, Some(writer))?)
+    }))
+    .await;
+    let pop = &pop;
+    serve_http(metrics, move |req| async move { handle_screen_pop(pop, req).await }).await
+}
+
+pub async fn handle_screen_pop(pop: &vicibridge_runtime::screen_pop::ScreenPop, req: Request) -> Response<Body> {
+    let answer = pop.handle(req.uri().query()).await;
+    let mut response = text_response(answer.status, "text/html; charset=utf-8", answer.body);
+    for (name, value) in answer.headers {
+        if let Ok(v) = lambda_http::http::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, v);
+        }
+    }
+    response
+}
+
 /// An SQS-triggered worker (crm-sync, lead-inject): a batch handler, plus the queue (for retry
 /// delays) and its dead-letter queue (for permanent failures), with partial batch failures.
 pub struct SqsWorker {

@@ -14,6 +14,7 @@ pub mod lead;
 pub mod phone;
 pub mod plan;
 pub mod ports;
+pub mod screen_pop;
 pub mod secrets;
 pub mod sync_error;
 

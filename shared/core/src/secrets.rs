@@ -37,6 +37,11 @@ pub struct SecretDoc {
     /// previous one while a rotation is under way.
     #[serde(default)]
     pub ingest_tokens: Vec<Secret>,
+    /// Accepted `token=` values of the screen pop page (current first, then previous). Never
+    /// an ingest token: agents see the page URL, and an ingest token would let them forge
+    /// dispositions.
+    #[serde(default)]
+    pub screen_pop_tokens: Vec<Secret>,
     #[serde(default)]
     pub vicidial: Option<VicidialSecrets>,
     #[serde(default)]
@@ -103,7 +108,7 @@ impl SecretDoc {
 
     /// Every secret value in the document, for redaction checks and log scrubbing.
     pub fn all_values(&self) -> Vec<&str> {
-        let mut out: Vec<&str> = self.ingest_tokens.iter().map(Secret::expose).collect();
+        let mut out: Vec<&str> = self.ingest_tokens.iter().chain(&self.screen_pop_tokens).map(Secret::expose).collect();
         if let Some(v) = &self.vicidial {
             out.push(v.api_pass.expose());
         }

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod pace;
 pub mod preview;
 pub mod props;
+pub mod screen_pop;
 pub mod setup;
 pub mod sync;
 pub mod webhook;
@@ -66,6 +67,14 @@ impl HubspotCrm {
 /// `crm.kind = "hubspot"`.
 pub fn crm(config: &Config, secrets: Arc<dyn SecretStore>) -> Result<Arc<dyn Crm>, HubspotSetupError> {
     Ok(Arc::new(HubspotCrm::new(config, secrets)?))
+}
+
+/// The screen pop's read side (`crm.kind = "hubspot"`).
+pub fn pop_source(
+    config: &Config,
+    secrets: Arc<dyn SecretStore>,
+) -> Result<Arc<dyn vicibridge_core::screen_pop::ScreenPopSource>, HubspotSetupError> {
+    Ok(Arc::new(screen_pop::PopReader::new(section(config)?.clone(), secrets)?))
 }
 
 /// For the dry-run record: HubSpot's requests for a batch, without sending them.

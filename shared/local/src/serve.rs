@@ -21,6 +21,7 @@ use vicibridge_runtime::budget::{BudgetError, LEAD_WEBHOOK, VICIDIAL_INGEST};
 use vicibridge_runtime::crm::{CrmSetupError, build_crm_with_writer};
 use vicibridge_runtime::lead_inject::build_lead_inject;
 use vicibridge_runtime::lead_webhook::MAX_BODY_BYTES;
+use vicibridge_runtime::screen_pop::{ScreenPop, build_screen_pop};
 use vicibridge_runtime::{BatchHandler, CrmSync, Delivery, Ingest, LeadWebhook, Outcome, WebhookRequest};
 use vicibridge_vicidial::CallUrl;
 use vicibridge_vicidial::non_agent_api::NonAgentApiError;
@@ -85,6 +86,8 @@ fn queue_options(config: &Config) -> QueueOptions {
 struct Handlers {
     ingest: Arc<Ingest>,
     webhook: Arc<LeadWebhook>,
+    /// `None` when the configured CRM has no read side yet (the route answers 501).
+    screen_pop: Option<Arc<ScreenPop>>,
 }
 
 /// Every route of the API Gateway HTTP API, on one port.
@@ -95,6 +98,7 @@ fn router(handlers: Handlers) -> Router {
         .route("/vicidial/new-lead", get(|s, u| ingest_route(s, u, CallUrl::NewLead)))
         .route("/hubspot/leads", post(|s, r| webhook_route(s, r, LeadSource::Hubspot)))
         .route("/salesforce/leads", post(|s, r| webhook_route(s, r, LeadSource::Salesforce)))
+        .route("/vicidial/screen-pop", get(screen_pop_route))
         .route("/healthz", get(|| async { "ok" }))
         // The handler answers 413 itself above 1 MiB; axum's own cap just sits above that.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES + 1024))
@@ -105,6 +109,22 @@ async fn ingest_route(State(h): State<Handlers>, uri: Uri, url: CallUrl) -> Resp
     let answer = h.ingest.handle(url, uri.query()).await;
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], answer.body).into_response()
+}
+
+async fn screen_pop_route(State(h): State<Handlers>, uri: Uri) -> Response {
+    let Some(pop) = &h.screen_pop else {
+        return (StatusCode::NOT_IMPLEMENTED, "screen pop: not available for this crm.kind (see the log)")
+            .into_response();
+    };
+    let answer = pop.handle(uri.query()).await;
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, answer.body).into_response();
+    for (name, value) in answer.headers {
+        if let Ok(v) = header::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, v);
+        }
+    }
+    response
 }
 
 async fn webhook_route(State(h): State<Handlers>, request: Request, source: LeadSource) -> Response {
@@ -153,10 +173,18 @@ pub async fn serve_with_secret_writer(
         .map_err(|source| ServeError::DataDir { path: data_dir.display().to_string(), source })?;
     let crm_events = Arc::new(SqliteQueue::open(&data_dir.join(CRM_EVENTS_DB), queue_options(&config))?);
     let lead_injections = Arc::new(SqliteQueue::open(&data_dir.join(LEAD_INJECTIONS_DB), queue_options(&config))?);
-    let crm = build_crm_with_writer(&config, secrets.clone(), writer, Some(&data_dir))?;
+    let crm = build_crm_with_writer(&config, secrets.clone(), writer.clone(), Some(&data_dir))?;
     let sync = CrmSync::new(&config, crm);
     let inject = build_lead_inject(&config, secrets.clone(), crm_events.clone())?;
+    let screen_pop = match build_screen_pop(&config, secrets.clone(), writer) {
+        Ok(p) => Some(Arc::new(p)),
+        Err(e) => {
+            warn!(error = %e, "GET /vicidial/screen-pop is off");
+            None
+        }
+    };
     let handlers = Handlers {
+        screen_pop,
         ingest: Arc::new(Ingest::new(crm_events.clone(), secrets.clone()).with_budget(VICIDIAL_INGEST.from_env()?)),
         // serve itself speaks plain HTTP: a TLS proxy in front says so in X-Forwarded-Proto.
         webhook: Arc::new(
@@ -172,7 +200,7 @@ pub async fn serve_with_secret_writer(
         listen = %bound,
         data_dir = %data_dir.display(),
         crm = %config.crm.kind,
-        "vicibridge serve: listening on http://{bound} (GET /vicidial/call-start, /vicidial/dispo, /vicidial/new-lead; POST /hubspot/leads, /salesforce/leads)"
+        "vicibridge serve: listening on http://{bound} (GET /vicidial/call-start, /vicidial/dispo, /vicidial/new-lead, /vicidial/screen-pop; POST /hubspot/leads, /salesforce/leads)"
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -9,6 +9,7 @@ pub mod lead_inject;
 pub mod lead_webhook;
 pub mod metrics;
 pub mod retry;
+pub mod screen_pop;
 pub mod telemetry;
 pub mod worker;
 

@@ -57,6 +57,11 @@ const NEW_LEAD_TAGS: &[&str] = &[
     "entry_date",
 ];
 
+/// Query keys of the screen pop page: VICIdial's own variable names (Scripts fill all of
+/// them; a Web Form fills `user` only when `$user_pass_webform` allows it).
+const SCREEN_POP_TAGS: &[&str] =
+    &["lead_id", "vendor_lead_code", "phone_number", "phone_code", "user", "campaign", "session_id", "uniqueid"];
+
 const TOKEN_SET: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,5 +85,26 @@ pub fn call_urls(base: &str, token: &str) -> CallUrls {
         start_call_url: build(base, "/vicidial/call-start", token, &[START_CALL_TAGS]),
         dispo_call_url: build(base, "/vicidial/dispo", token, &[START_CALL_TAGS, DISPO_EXTRA_TAGS]),
         api_new_lead_url: build(base, "/vicidial/new-lead", token, &[NEW_LEAD_TAGS]),
+    }
+}
+
+/// The screen pop page URL for a Web Form, or the `src` of a Script `<iframe>`; `token` is a
+/// `screen_pop_tokens` value, never an ingest token.
+pub fn screen_pop_url(base: &str, token: &str) -> String {
+    build(base, "/vicidial/screen-pop", token, &[SCREEN_POP_TAGS])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn screen_pop_url_carries_the_pop_token_and_no_password_tag() {
+        let url = screen_pop_url("https://pop.example.com/", "p o+p");
+        assert!(
+            url.starts_with("https://pop.example.com/vicidial/screen-pop?token=p%20o%2Bp&lead_id=--A--lead_id--B--")
+        );
+        assert!(url.contains("&user=--A--user--B--") && url.contains("&session_id=--A--session_id--B--"));
+        assert!(!url.contains("pass"));
     }
 }

@@ -3,6 +3,7 @@
 pub mod hubspot;
 pub mod lead_injection;
 pub mod salesforce;
+pub mod screen_pop;
 pub mod webhook;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use crate::disposition::{CrmFlavor, DispositionMap, RuleOverride, built_in_deal_
 pub use hubspot::HubspotConfig;
 pub use lead_injection::LeadInjectionConfig;
 pub use salesforce::SalesforceConfig;
+pub use screen_pop::ScreenPopConfig;
 pub use webhook::WebhookConfig;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -44,6 +46,9 @@ pub struct Config {
     /// Per-campaign overrides, by campaign id.
     #[serde(default)]
     pub campaigns: BTreeMap<String, CampaignConfig>,
+    /// The agent-facing CRM page `GET /vicidial/screen-pop`.
+    #[serde(default)]
+    pub screen_pop: ScreenPopConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -287,6 +292,7 @@ impl Config {
         if let Some(li) = &self.lead_injection {
             li.problems(&mut out);
         }
+        self.screen_pop.problems(&mut out);
         out
     }
 
