@@ -185,6 +185,7 @@ async fn try_start(program: &Path) -> Result<Moto, String> {
         .region(Region::new(REGION))
         .endpoint_url(&endpoint)
         .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .http_client(vicibridge_aws::sdk::http_client())
         .load()
         .await;
     // From here on Drop kills the child whatever happens.

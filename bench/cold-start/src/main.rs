@@ -5,18 +5,22 @@
 //! - first invocation: from queueing one real event to its answer;
 //! - peak RSS (`VmHWM`) after that invocation, and the binary's size.
 //!
-//! `cargo run -p cold-start -- DIR [ROUNDS]` (DIR: where the release binaries are).
+//! `cargo run -p cold-start -- DIR [ROUNDS] [BEFORE_DIR]` (DIR: where the release binaries
+//! are; BEFORE_DIR: the functions of another build, e.g. the commit before a change, measured
+//! in the same rounds and listed as `name (before)`).
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)] // a CLI report
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use vicibridge_core::Envelope;
+use vicibridge_core::event::{Event, LeadInjection, LeadSource};
 use vicibridge_tests::moto::Moto;
 use vicibridge_tests::runtime_api::{LambdaProcess, RuntimeApi, apigw_get, apigw_post};
 
-const BINARIES: [&str; 8] =
-    ["hello", "sdk-hello", "call-start", "dispo", "new-lead", "lead-webhook", "crm-sync", "lead-inject"];
+const BASELINES: [&str; 2] = ["hello", "sdk-hello"];
+const FUNCTIONS: [&str; 6] = ["call-start", "dispo", "new-lead", "lead-webhook", "crm-sync", "lead-inject"];
 const TOKEN: &str = "bench-token-3e1f";
 const PARAMETER: &str = "/vicibridge/config";
 const WAIT: Duration = Duration::from_secs(30);
@@ -31,8 +35,15 @@ struct Samples {
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let dir = PathBuf::from(args.next().expect("usage: cold-start DIR [ROUNDS]"));
+    let dir = PathBuf::from(args.next().expect("usage: cold-start DIR [ROUNDS] [BEFORE_DIR]"));
     let rounds: usize = args.next().map_or(20, |r| r.parse().expect("ROUNDS is a number"));
+    let before = args.next().map(PathBuf::from);
+    // (label, function name, binary)
+    let mut binaries: Vec<(String, &str, PathBuf)> =
+        BASELINES.iter().chain(&FUNCTIONS).map(|name| (name.to_string(), *name, dir.join(name))).collect();
+    if let Some(before) = &before {
+        binaries.extend(FUNCTIONS.iter().map(|name| (format!("{name} (before)"), *name, before.join(name))));
+    }
 
     let moto = Moto::start().await;
     let queue = moto.create_queue("crm-events", &[]).await;
@@ -49,9 +60,17 @@ async fn main() {
         .arn()
         .unwrap()
         .to_owned();
-    let config =
+    let example =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/vicibridge.example.toml"))
             .expect("infra/vicibridge.example.toml");
+    // Lead injection on, towards a VICIdial that refuses connections: lead-inject's first
+    // invocation maps one real lead (its phone number parsed) and gets a retryable failure.
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = format!(
+        "{}\n[lead_injection]\n[lead_injection.hubspot]\nlist_id = \"1000\"\n",
+        example.replace("https://dialer.example.com", &format!("http://127.0.0.1:{refused}"))
+    );
+    assert!(config.contains(&format!("127.0.0.1:{refused}")), "the example's [vicidial] base_url changed");
     moto.ssm()
         .put_parameter()
         .name(PARAMETER)
@@ -70,12 +89,11 @@ async fn main() {
         ("AWS_LAMBDA_LOG_LEVEL", "warn".to_owned()),
     ];
 
-    let mut samples: Vec<Samples> = BINARIES.iter().map(|_| Samples::default()).collect();
+    let mut samples: Vec<Samples> = binaries.iter().map(|_| Samples::default()).collect();
     for round in 0..rounds {
-        for (i, name) in BINARIES.iter().enumerate() {
-            let binary = dir.join(name);
+        for (i, (_, name, binary)) in binaries.iter().enumerate() {
             let api = RuntimeApi::start().await;
-            let process = LambdaProcess::start(&binary, &api, &env);
+            let process = LambdaProcess::start(binary, &api, &env);
             let ready = api.first_next(WAIT).await.unwrap_or_else(|| panic!("{name} never asked for an event"));
             let init = ready.duration_since(process.started);
             let event = event_for(name, round);
@@ -98,14 +116,17 @@ async fn main() {
     };
     let sdk_best = best(&samples[1].init_ms);
     println!("{rounds} rounds, binaries in {}", dir.display());
+    if let Some(before) = &before {
+        println!("(before): {}", before.display());
+    }
     println!(
         "| binary | init best | init median | × sdk-hello (best) | first invocation median | peak RSS (max) | size |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for (name, s) in BINARIES.iter().zip(&samples) {
-        let size = std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+    for ((label, _, binary), s) in binaries.iter().zip(&samples) {
+        let size = std::fs::metadata(binary).map_or(0, |m| m.len());
         println!(
-            "| {name} | {:.1} ms | {:.1} ms | {:.2} | {:.1} ms | {:.1} MiB | {:.1} MiB |",
+            "| {label} | {:.1} ms | {:.1} ms | {:.2} | {:.1} ms | {:.1} MiB | {:.1} MiB |",
             best(&s.init_ms),
             median(&s.init_ms),
             best(&s.init_ms) / sdk_best,
@@ -134,13 +155,20 @@ fn event_for(name: &str, round: usize) -> serde_json::Value {
     }
 }
 
-/// An SQS event with one message: a dispo envelope for crm-sync (dry-run), a body that is not
-/// an envelope for lead-inject (dead-lettered: no VICIdial needed).
+/// An SQS event with one message: a dispo envelope for crm-sync (dry-run), a HubSpot lead for
+/// lead-inject (its phone parsed, then VICIdial refuses the connection: retried later).
 fn sqs_event(name: &str) -> serde_json::Value {
+    let lead = Event::LeadInjection(LeadInjection {
+        source: LeadSource::Hubspot,
+        crm_ref: "101".into(),
+        object: Some("contact".into()),
+        origin: "bench".into(),
+        properties: [("phone".to_owned(), "(415) 555-2671".to_owned())].into(),
+    });
     let body = if name == "crm-sync" {
-        r#"{"v":1,"key":"vicidial:dispo:9:uniqueid:1795298900.1","received_at":"2026-11-22T10:00:00Z","event":{"kind":"dispo","lead_id":9,"uniqueid":"1795298900.1","dispo":"SALE","phone_number":"7275558888"}}"#
+        r#"{"v":1,"key":"vicidial:dispo:9:uniqueid:1795298900.1","received_at":"2026-11-22T10:00:00Z","event":{"kind":"dispo","lead_id":9,"uniqueid":"1795298900.1","dispo":"SALE","phone_number":"7275558888"}}"#.to_owned()
     } else {
-        "not an envelope"
+        Envelope::new(lead, chrono::Utc::now()).to_json()
     };
     serde_json::json!({ "Records": [{
         "messageId": "m-1", "receiptHandle": "rh-1", "body": body,

@@ -1,6 +1,7 @@
 //! Cold-start baseline `sdk-hello`: `hello` plus what every AWS Lambda written with the SDK
 //! pays at init — the SDK configuration from the environment and an SQS and a Secrets
-//! Manager client, with the project's features. No call is made.
+//! Manager client, with the SDK's own HTTPS client and the project's other SDK features. No
+//! call is made.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 

@@ -6,10 +6,9 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::SdkConfig;
 use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ssm::operation::get_parameter::GetParameterError;
-use tokio::sync::OnceCell;
 use vicibridge_core::config::{Config, ConfigError, Severity};
 
 use crate::limits::INIT;
@@ -173,12 +172,10 @@ where
     out
 }
 
-static AWS_CONFIG: OnceCell<SdkConfig> = OnceCell::const_new();
-
 /// The SDK configuration from the environment (region, credentials, `AWS_ENDPOINT_URL`),
-/// loaded once per process and shared by every client.
+/// built once per process and shared by every client ([`crate::sdk::sdk_config`]).
 pub async fn aws_config() -> &'static SdkConfig {
-    AWS_CONFIG.get_or_init(|| aws_config::load_defaults(BehaviorVersion::latest())).await
+    crate::sdk::sdk_config()
 }
 
 #[cfg(test)]

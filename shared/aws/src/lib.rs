@@ -4,6 +4,7 @@ pub mod config_source;
 pub mod function;
 pub mod lambda;
 pub mod limits;
+pub mod sdk;
 pub mod secret_writer;
 pub mod secrets_manager;
 pub mod sqs;

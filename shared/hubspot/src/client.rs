@@ -104,10 +104,9 @@ impl Client {
         timeout: Duration,
         max_retries: u32,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+        let http = vicibridge_http::client_builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .user_agent(concat!("vicibridge/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Client {
             http,

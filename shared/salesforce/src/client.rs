@@ -108,10 +108,9 @@ impl SfClient {
         secrets: Arc<dyn SecretStore>,
         writer: Option<Arc<dyn SecretWriter>>,
     ) -> Result<Self, SfError> {
-        let http = reqwest::Client::builder()
+        let http = vicibridge_http::client_builder()
             .timeout(Duration::from_secs(config.timeout_secs.max(1)))
             .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("vicibridge/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| SfError::Network { op: "client", message: e.to_string() })?;
         let auth = Auth::new(http.clone(), Arc::clone(&config), secrets, writer);

@@ -161,11 +161,10 @@ impl NonAgentApi {
         if !(base.starts_with("http://") || base.starts_with("https://")) || base.len() <= "https://".len() {
             return Err(NonAgentApiError::InvalidBaseUrl(base_url.to_owned()));
         }
-        let http = reqwest::Client::builder()
+        let http = vicibridge_http::client_builder()
             .connect_timeout(options.connect_timeout)
             // A redirected POST comes back as a GET without its body: report it instead.
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("vicibridge/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| NonAgentApiError::Client(e.to_string()))?;
         Ok(NonAgentApi {

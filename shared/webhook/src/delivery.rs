@@ -87,11 +87,10 @@ impl Endpoint {
         }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let timeout = Duration::from_secs(cfg.timeout_secs);
-        let http = reqwest::Client::builder()
+        let http = vicibridge_http::client_builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("vicibridge/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| EndpointError::Http(error_chain(&e)))?;
         let interval = Duration::from_secs(1) / cfg.requests_per_second.max(1);

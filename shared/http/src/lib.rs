@@ -1,0 +1,145 @@
+//! The one HTTP/TLS client stack of a process: reqwest on rustls (aws-lc), with one TLS
+//! configuration shared by every client (HubSpot, Salesforce, webhooks, VICIdial's API and,
+//! through `vicibridge_aws`, the AWS SDK).
+//!
+//! The platform's root certificates are read and parsed once per process, not once per
+//! client (each `reqwest` client with its default TLS reads them from disk again), and not at
+//! client construction but by the first TLS handshake that needs them — or earlier, on a
+//! thread of their own, when a cold start calls [`prefetch_roots`]: the handshake's first
+//! round trip then overlaps with reading them.
+
+use std::sync::{Arc, LazyLock, OnceLock};
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+/// `User-Agent` of every request the project makes.
+pub const USER_AGENT: &str = concat!("vicibridge/", env!("CARGO_PKG_VERSION"));
+
+/// A `reqwest` client builder on the process's shared TLS configuration, with the project's
+/// `User-Agent`. Building a client from it reads no certificate.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().user_agent(USER_AGENT).tls_backend_preconfigured(tls_config().clone())
+}
+
+/// The process's TLS client configuration (cheap to clone: its parts are shared).
+pub fn tls_config() -> &'static rustls::ClientConfig {
+    static CONFIG: LazyLock<rustls::ClientConfig> = LazyLock::new(|| {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier = Arc::new(PlatformRoots { provider: Arc::clone(&provider) });
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap_or_else(|_| unreachable!("aws-lc supports TLS 1.2 and 1.3"))
+            // rustls calls every verifier not its own "dangerous"; this one is rustls's own
+            // WebPKI verifier behind a once-per-process load of its roots.
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth()
+    });
+    &CONFIG
+}
+
+/// Starts reading the platform's root certificates on a thread of its own, so the first TLS
+/// handshake finds them ready (or waits only for the rest). Call at the start of a cold start.
+pub fn prefetch_roots() {
+    if VERIFIER.get().is_none() {
+        // If the thread cannot be started, the first handshake reads them itself.
+        let _ = std::thread::Builder::new().name("tls-roots".into()).spawn(verifier);
+    }
+}
+
+/// How many root certificates the platform gave (0 when none could be read: every handshake
+/// then fails with an unknown-issuer error naming the server).
+pub fn root_count() -> usize {
+    verifier().as_ref().map_or(0, |(_, count)| *count)
+}
+
+type Loaded = Result<(Arc<WebPkiServerVerifier>, usize), String>;
+
+static VERIFIER: OnceLock<Loaded> = OnceLock::new();
+
+/// rustls's WebPKI verifier over the platform's roots (`SSL_CERT_FILE` / `SSL_CERT_DIR`, or
+/// the distribution's bundle), built once; callers meanwhile wait for it.
+fn verifier() -> &'static Loaded {
+    VERIFIER.get_or_init(load_verifier)
+}
+
+fn load_verifier() -> Loaded {
+    let loaded = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);
+    if added == 0 {
+        let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+        return Err(format!("no root certificate could be read from the system ({})", errors.join("; ")));
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map(|v| (v, added))
+        .map_err(|e| format!("cannot build the certificate verifier: {e}"))
+}
+
+/// Verifies certificates with [`verifier`], loading it at the first certificate to check;
+/// signatures and the schemes offered in the ClientHello need no roots.
+#[derive(Debug)]
+struct PlatformRoots {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PlatformRoots {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match verifier() {
+            Ok((verifier, _)) => {
+                verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            }
+            Err(e) => Err(rustls::Error::General(e.clone())),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn building_clients_reads_no_certificate() {
+        let _client = client_builder().build().unwrap();
+        let _second = client_builder().build().unwrap();
+        assert!(VERIFIER.get().is_none(), "a client build read the root certificates");
+        prefetch_roots();
+        // The first handshake would wait for the same load.
+        assert!(root_count() > 0, "{:?}", verifier().as_ref().err());
+    }
+}
