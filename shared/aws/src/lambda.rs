@@ -86,8 +86,8 @@ pub async fn run_screen_pop() -> Result<(), BoxError> {
     let (metrics, pop) = start(Box::pin(async {
         let secret_id = env(SECRET_ENV)?;
         let sdk = aws_config().await;
-        let config = load_config().await?;
-        let client = INGEST.secrets_manager(sdk);
+        let (config, client) = tokio::join!(load_config(), async { INGEST.secrets_manager(sdk) });
+        let config = config?;
         let secrets = Arc::new(SecretsManagerStore::new(client.clone(), &secret_id));
         // The Salesforce read side stores a rotated refresh token, as crm-sync does.
         let writer = Arc::new(crate::secret_writer::SecretsManagerWriter::new(client, secret_id));
