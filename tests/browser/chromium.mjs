@@ -4,13 +4,15 @@
 // Rust tests in tests/tests/ start it through `vicibridge_tests::browser::run`.
 import { chromium } from 'playwright-core';
 
-export async function launch() {
+/** `extraArgs`: more Chromium flags for one check. */
+export async function launch(extraArgs = []) {
   return chromium.launch({
     executablePath: process.env.VICIBRIDGE_CHROMIUM || '/usr/bin/chromium',
     headless: true,
     args: [
       '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      ...extraArgs,
     ],
   });
 }

@@ -5,6 +5,7 @@ pub mod call_urls;
 pub mod faults;
 pub mod hubspot_sim;
 pub mod moto;
+pub mod oauth_sim;
 pub mod runtime_api;
 pub mod salesforce_sim;
 pub mod vicidial_sim;

@@ -23,6 +23,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+mod agent_api;
+
+pub use agent_api::{AGENT_API_PATH, ExternalDialCall};
+
 pub const PATH: &str = "/vicidial/non_agent_api.php";
 
 /// A `vicidial_users` row, reduced to what the API checks (§1.1).
@@ -181,6 +185,9 @@ struct State {
     next_hopper_id: u64,
     dnc: HashSet<String>,
     agents: BTreeMap<String, SimAgent>,
+    agent_api: agent_api::AgentApiState,
+    /// Every answer waits this long (a VICIdial under load).
+    answer_delay: Duration,
     failed_logins: HashMap<String, Vec<Instant>>,
     requests: Vec<SimRequest>,
     faults: VecDeque<(String, Fault)>,
@@ -233,6 +240,8 @@ impl VicidialSim {
             next_hopper_id: 1,
             dnc: HashSet::new(),
             agents: BTreeMap::new(),
+            agent_api: agent_api::AgentApiState::default(),
+            answer_delay: Duration::ZERO,
             failed_logins: HashMap::new(),
             requests: Vec::new(),
             faults: VecDeque::new(),
@@ -321,6 +330,11 @@ impl VicidialSim {
         let mut s = self.state();
         let agent = s.agents.get_mut(user).expect("add_agent first");
         agent.live.as_mut().expect("log_in_agent first").pause_code = code.to_owned();
+    }
+
+    /// Every answer (both APIs) waits `delay` before it is sent, e.g. for latency benchmarks.
+    pub fn set_answer_delay(&self, delay: Duration) {
+        self.state().answer_delay = delay;
     }
 
     pub fn add_dnc(&self, phone: &str) {
@@ -460,7 +474,8 @@ async fn serve_connection(mut socket: TcpStream, state: Arc<Mutex<State>>) {
         let call = php_file_get(url, timeout).await;
         state.lock().unwrap().new_lead_calls.push(call);
     }
-    if let Some(d) = reply.delay {
+    let answer_delay = state.lock().unwrap().answer_delay;
+    if let Some(d) = reply.delay.or((!answer_delay.is_zero()).then_some(answer_delay)) {
         tokio::time::sleep(d).await;
     }
     if reply.drop_connection {
@@ -636,6 +651,9 @@ fn handle(state: &Arc<Mutex<State>>, incoming: Incoming) -> Reply {
     });
     if let Some(page) = s.pages.get(&incoming.path) {
         return Reply::ok(page.clone());
+    }
+    if incoming.path == AGENT_API_PATH {
+        return agent_api::handle(&mut s, &params);
     }
     if incoming.path != PATH {
         return Reply::status(404, "<html><body><h1>Not Found</h1></body></html>\n");

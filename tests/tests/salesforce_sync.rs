@@ -612,3 +612,27 @@ async fn single_record_patch_and_upsert_by_external_id() {
         .unwrap_err();
     assert!(matches!(&e, SfError::Http { status: 404, .. }) && !e.is_retryable(), "{e}");
 }
+
+#[tokio::test]
+async fn the_agents_map_gives_call_and_callback_tasks_their_owner() {
+    let sim = SalesforceSim::start().await;
+    // `[agents]` is the one place for agent identity: the user who signs in to click-to-call
+    // owns the agent's Tasks.
+    let (crm, cfg) = adapter(&sim, "[agents.1000]\nsalesforce_user_id = \"005xx000001SvXYAA0\"\n");
+    let lead_id = lead(&sim);
+    ok(&crm.apply(&[start(&cfg, 14, &lead_id, "1795298973.4567", 1_795_299_000)]).await);
+    assert_eq!(task(&sim, "1795298973.4567")["OwnerId"], "005xx000001SvXYAA0");
+    ok(&crm.apply(&[dispo(&cfg, 14, &lead_id, "1795298973.4567", "CALLBK", 1_795_299_036)]).await);
+    assert_eq!(task(&sim, "1795298973.4567")["OwnerId"], "005xx000001SvXYAA0");
+    assert_eq!(task(&sim, "1795298973.4567:callback")["OwnerId"], "005xx000001SvXYAA0");
+    // An agent not in the map: Salesforce's default owner (the integration user).
+    let other = plan_from(
+        &cfg,
+        CallUrl::Dispo,
+        &format!(
+            "lead_id=15&vendor_lead_code={lead_id}&phone_number=7275558888&user=1001&uniqueid=1795298999.1&epoch=1795299100&dispo=SALE"
+        ),
+    );
+    ok(&crm.apply(&[other]).await);
+    assert!(!task(&sim, "1795298999.1").contains_key("OwnerId"));
+}

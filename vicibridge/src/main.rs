@@ -77,6 +77,19 @@ enum Command {
     /// Webhook tools: `vicibridge webhook test` sends a signed sample event.
     #[command(subcommand)]
     Webhook(webhook_test::WebhookCommand),
+    /// Salesforce tools: `vicibridge salesforce call-center` prints the call center XML.
+    #[command(subcommand)]
+    Salesforce(SalesforceCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum SalesforceCommand {
+    /// Print the call center definition (XML) to import in Setup → Call Centers: the Open CTI
+    /// softphone at `{public_base_url}/dialer/salesforce`, Lightning.
+    CallCenter {
+        #[arg(long, env = "VICIBRIDGE_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -242,6 +255,22 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Webhook(webhook_test::WebhookCommand::Test { config, secrets: secrets_path }) => {
             let config = load_config(&config)?;
             webhook_test::test(&config, secrets(secrets_path.as_deref())?).await
+        }
+        Command::Hubspot(hubspot_setup::HubspotCommand::CallingSetup {
+            config,
+            developer_api_key,
+            ready,
+            print,
+            api_base,
+        }) => {
+            let config = load_config(&config)?;
+            hubspot_setup::calling_setup(&config, developer_api_key.as_deref(), ready, print, &api_base).await
+        }
+        Command::Salesforce(SalesforceCommand::CallCenter { config }) => {
+            let config = load_config(&config)?;
+            let c = config.click_to_call.as_ref().ok_or("the config has no [click_to_call] section")?;
+            print!("{}", vicibridge_runtime::click_to_call::setup::salesforce_call_center_xml(c));
+            Ok(())
         }
     }
 }

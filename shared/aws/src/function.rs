@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use lambda_runtime_api_client::body::Body;
 use metrics_cloudwatch_embedded::Collector;
 use vicibridge_runtime::budget::BudgetError;
+use vicibridge_runtime::click_to_call::ClickToCallError;
 use vicibridge_runtime::crm::CrmSetupError;
 use vicibridge_runtime::metrics::NAMESPACE;
 use vicibridge_vicidial::non_agent_api::NonAgentApiError;
@@ -34,6 +35,10 @@ pub enum InitError {
     Vicidial(#[from] NonAgentApiError),
     #[error(transparent)]
     ScreenPop(#[from] vicibridge_runtime::screen_pop::ScreenPopSetupError),
+    #[error(transparent)]
+    ClickToCall(#[from] ClickToCallError),
+    #[error("{what}")]
+    NotConfigured { what: &'static str },
     #[error(
         "the function did not start within {} s (Lambda's init limit is 10 s): check that the function reaches SSM (VPC endpoints or NAT) and the configuration parameter's size",
         INIT_BUDGET.as_secs()
@@ -52,7 +57,9 @@ impl InitError {
             InitError::Config(ConfigSourceError::Invalid { .. })
             | InitError::Crm(_)
             | InitError::Vicidial(_)
-            | InitError::ScreenPop(_) => "Vicibridge.ConfigInvalid",
+            | InitError::ScreenPop(_)
+            | InitError::ClickToCall(_)
+            | InitError::NotConfigured { .. } => "Vicibridge.ConfigInvalid",
             InitError::Config(_) => "Vicibridge.ConfigMissing",
             InitError::TimedOut => "Vicibridge.InitTimeout",
             InitError::Metrics(_) => "Vicibridge.InitFailed",

@@ -36,7 +36,7 @@ pub type Error = lambda_runtime::Error;
 type BoxError = Error;
 
 /// Runs an HTTP handler under the Runtime API, flushing metrics after each request.
-async fn serve_http<F, Fut>(metrics: Metrics, handler: F) -> Result<(), BoxError>
+pub(crate) async fn serve_http<F, Fut>(metrics: Metrics, handler: F) -> Result<(), BoxError>
 where
     F: Fn(Request) -> Fut + Sync,
     Fut: Future<Output = Response<Body>> + Send,

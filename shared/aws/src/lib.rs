@@ -1,5 +1,6 @@
 //! AWS adapters (SQS, Secrets Manager, SSM Parameter Store) and the Lambda entry points.
 
+pub mod click_to_call;
 pub mod config_source;
 pub mod function;
 pub mod lambda;

@@ -42,6 +42,10 @@ pub struct SecretDoc {
     /// dispositions.
     #[serde(default)]
     pub screen_pop_tokens: Vec<Secret>,
+    /// Keys that sign agent sessions (click-to-call): the current one signs, every one
+    /// verifies, so a rotation does not sign every agent out. At least 32 characters.
+    #[serde(default)]
+    pub agent_session_keys: Vec<Secret>,
     #[serde(default)]
     pub vicidial: Option<VicidialSecrets>,
     #[serde(default)]
@@ -108,7 +112,13 @@ impl SecretDoc {
 
     /// Every secret value in the document, for redaction checks and log scrubbing.
     pub fn all_values(&self) -> Vec<&str> {
-        let mut out: Vec<&str> = self.ingest_tokens.iter().chain(&self.screen_pop_tokens).map(Secret::expose).collect();
+        let mut out: Vec<&str> = self
+            .ingest_tokens
+            .iter()
+            .chain(&self.screen_pop_tokens)
+            .chain(&self.agent_session_keys)
+            .map(Secret::expose)
+            .collect();
         if let Some(v) = &self.vicidial {
             out.push(v.api_pass.expose());
         }

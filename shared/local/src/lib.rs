@@ -1,5 +1,6 @@
 //! Local / self-hosted adapters: what `vicibridge serve` runs on instead of AWS.
 
+pub mod click_to_call;
 pub mod http_server;
 pub mod queue;
 pub mod secret_writer;

@@ -18,6 +18,7 @@ use vicibridge_core::config::{Config, Durability};
 use vicibridge_core::event::LeadSource;
 use vicibridge_core::ports::SecretStore;
 use vicibridge_runtime::budget::{BudgetError, LEAD_WEBHOOK, VICIDIAL_INGEST};
+use vicibridge_runtime::click_to_call::build_click_to_call;
 use vicibridge_runtime::crm::{CrmSetupError, build_crm_with_writer};
 use vicibridge_runtime::lead_inject::build_lead_inject;
 use vicibridge_runtime::lead_webhook::MAX_BODY_BYTES;
@@ -61,6 +62,8 @@ pub enum ServeError {
     Crm(#[from] CrmSetupError),
     #[error(transparent)]
     Dialer(#[from] NonAgentApiError),
+    #[error(transparent)]
+    ClickToCall(#[from] vicibridge_runtime::click_to_call::ClickToCallError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("HTTP server failed: {0}")]
@@ -183,6 +186,7 @@ pub async fn serve_with_secret_writer(
             None
         }
     };
+    let click_to_call = build_click_to_call(&config, secrets.clone())?.map(Arc::new);
     let handlers = Handlers {
         screen_pop,
         ingest: Arc::new(Ingest::new(crm_events.clone(), secrets.clone()).with_budget(VICIDIAL_INGEST.from_env()?)),
@@ -227,7 +231,8 @@ pub async fn serve_with_secret_writer(
             });
         })
         .map_err(ServeError::Workers)?;
-    let result = crate::http_server::run(listener, router(handlers), shutdown).await;
+    let app = router(handlers).merge(crate::click_to_call::routes(click_to_call));
+    let result = crate::http_server::run(listener, app, shutdown).await;
     let _ = stop_tx.send(true);
     let joined = tokio::task::spawn_blocking(move || workers.join()).await;
     if !matches!(joined, Ok(Ok(()))) {

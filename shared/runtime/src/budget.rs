@@ -24,6 +24,12 @@ pub const VICIDIAL_INGEST: BudgetLimits = BudgetLimits { default: Duration::from
 /// its ACK, and Salesforce and HubSpot wait longer than VICIdial (lead-webhook's timeout: 10 s).
 pub const LEAD_WEBHOOK: BudgetLimits = BudgetLimits { default: Duration::from_secs(5), max: Duration::from_secs(9) };
 
+/// The click-to-call surface (`POST /agent/dial`, the sign-in callback): an agent waits on
+/// it. A dial is one `agent_status` (3 s timeout) and one `external_dial` (5 s); a sign-in two
+/// calls to the CRM (5 s each). Whatever is still running when it is spent is cut, and the
+/// agent is told so (click-to-call's timeout: 15 s).
+pub const AGENT_REQUEST: BudgetLimits = BudgetLimits { default: Duration::from_secs(10), max: Duration::from_secs(13) };
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "{INGEST_BUDGET_ENV}={value} is not a budget: give whole milliseconds from 1 to {max_ms} (unset: {default_ms})"

@@ -3,6 +3,7 @@
 //! only translate their request types.
 
 pub mod budget;
+pub mod click_to_call;
 pub mod crm;
 pub mod ingest;
 pub mod lead_inject;

@@ -22,3 +22,5 @@ pub const WEBHOOK_QUEUED: &str = "WebhookQueued";
 pub const LEAD_INJECTIONS: &str = "LeadInjections";
 /// Login / permission errors from VICIdial: an operator must act.
 pub const DIALER_AUTH_ALERTS: &str = "DialerAuthAlerts";
+/// Click-to-call dial attempts, by `result` (queued, sign_in, not_logged_in, not_paused, ...).
+pub const CLICK_TO_CALL: &str = "ClickToCall";

@@ -625,8 +625,17 @@ fn task_start_fields(cfg: &SalesforceConfig, c: &CallPlan, target: &RecordRef, n
     let day = c.started_at.or(c.event_at).unwrap_or(now);
     r.insert("ActivityDate".into(), json!(day.format("%Y-%m-%d").to_string()));
     r.insert("Description".into(), json!(description(cfg, c)));
+    owner(&mut r, cfg, c.agent.as_deref());
     who_what(&mut r, target);
     Value::Object(r)
+}
+
+/// `OwnerId` = the agent's Salesforce user (`[agents]`); an unmapped agent leaves the owner
+/// Salesforce's default (the integration user).
+fn owner(record: &mut Map<String, Value>, cfg: &SalesforceConfig, agent: Option<&str>) {
+    if let Some(id) = agent.and_then(|a| cfg.owners.get(a)) {
+        record.insert("OwnerId".into(), json!(id));
+    }
 }
 
 /// Fields the disposition owns: it completes the call.
@@ -642,6 +651,8 @@ fn task_dispo_fields(cfg: &SalesforceConfig, c: &CallPlan, target: &RecordRef) -
         }
     }
     r.insert("Description".into(), json!(description(cfg, c)));
+    // The agent who dispositioned owns the call (a transfer changes hands).
+    owner(&mut r, cfg, c.agent.as_deref());
     who_what(&mut r, target);
     Value::Object(r)
 }
@@ -724,6 +735,7 @@ fn callback_task(
     }
     text.push_str(&format!("\nVICIdial lead {}, call {}", c.lead_id, c.call_key));
     r.insert("Description".into(), json!(text));
+    owner(&mut r, cfg, cb.agent.as_deref().or(c.agent.as_deref()));
     who_what(&mut r, target);
     Value::Object(r)
 }

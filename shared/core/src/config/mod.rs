@@ -1,5 +1,6 @@
 //! The configuration file (TOML, not secret). One file for Lambda and `vicibridge serve`.
 
+pub mod agents;
 pub mod hubspot;
 pub mod lead_injection;
 pub mod salesforce;
@@ -13,6 +14,7 @@ pub use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer};
 
 use crate::disposition::{CrmFlavor, DispositionMap, RuleOverride, built_in_deal_stage};
+pub use agents::{AgentIdentity, AgentMapping, Agents, ClickToCallConfig, CrmUserKind};
 pub use hubspot::HubspotConfig;
 pub use lead_injection::LeadInjectionConfig;
 pub use salesforce::SalesforceConfig;
@@ -49,6 +51,12 @@ pub struct Config {
     /// The agent-facing CRM page `GET /vicidial/screen-pop`.
     #[serde(default)]
     pub screen_pop: ScreenPopConfig,
+    /// VICIdial user → the agent's CRM identities (sign-in, call and task owners).
+    #[serde(default)]
+    pub agents: Agents,
+    /// The dialer pages and `POST /agent/dial`; unset: click-to-call is off.
+    #[serde(default)]
+    pub click_to_call: Option<ClickToCallConfig>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -217,6 +225,22 @@ impl Config {
             return Err(ConfigError::Invalid(errors));
         }
         config.vicidial.base_url = config.vicidial.base_url.trim_end_matches('/').to_owned();
+        // One lookup for owners: `[agents.X] hubspot_owner_id` joins `[hubspot.owners]`, and
+        // `salesforce_user_id` (the user who signs in) owns the agent's Salesforce Tasks.
+        if let Some(h) = &mut config.hubspot {
+            for (user, a) in &config.agents.0 {
+                if let Some(owner) = &a.hubspot_owner_id {
+                    h.owners.insert(user.clone(), owner.clone());
+                }
+            }
+        }
+        if let Some(sf) = &mut config.salesforce {
+            for (user, a) in &config.agents.0 {
+                if let Some(id) = &a.salesforce_user_id {
+                    sf.owners.insert(user.clone(), id.clone());
+                }
+            }
+        }
         Ok(config)
     }
 
@@ -293,6 +317,25 @@ impl Config {
             li.problems(&mut out);
         }
         self.screen_pop.problems(&mut out);
+        self.agents.problems(&mut out);
+        if let Some(h) = &self.hubspot {
+            for (user, a) in &self.agents.0 {
+                if let (Some(owner), Some(old)) = (&a.hubspot_owner_id, h.owners.get(user))
+                    && owner != old
+                {
+                    out.push(Problem {
+                        key: format!("agents.{user}.hubspot_owner_id"),
+                        message: format!(
+                            "{owner} disagrees with hubspot.owners.{user} = {old}: keep one (prefer [agents])"
+                        ),
+                        severity: Severity::Error,
+                    });
+                }
+            }
+        }
+        if let Some(c) = &self.click_to_call {
+            c.problems(&mut out);
+        }
         out
     }
 
@@ -429,5 +472,28 @@ mod tests {
 
         let e = err("[crm]\nkind = \"dry-run\"\n");
         assert!(e.contains("missing field `vicidial`"), "{e}");
+    }
+
+    #[test]
+    fn agents_are_the_one_place_for_hubspot_owners() {
+        let base = format!("{MINIMAL}[hubspot]\n[hubspot.owners]\n\"1001\" = \"88\"\n");
+        let c = Config::from_toml(&format!(
+            "{base}[agents.1000]\nhubspot_owner_id = \"77\"\nhubspot_user_id = \"424242\"\n"
+        ))
+        .unwrap();
+        let owners = &c.hubspot.as_ref().unwrap().owners;
+        assert_eq!(
+            (owners.get("1000").map(String::as_str), owners.get("1001").map(String::as_str)),
+            (Some("77"), Some("88"))
+        );
+        assert_eq!(c.agents.vicidial_user(CrmUserKind::Hubspot, "424242"), Some("1000"));
+        let e = err(&format!("{base}[agents.1001]\nhubspot_owner_id = \"99\"\n"));
+        assert!(e.contains("agents.1001.hubspot_owner_id") && e.contains("disagrees"), "{e}");
+        let e = err(&format!("{MINIMAL}[agents.1000]\nsalesforce_user_id = \"abc\"\n"));
+        assert!(e.contains("agents.1000.salesforce_user_id"), "{e}");
+        let e = err(&format!(
+            "{MINIMAL}[click_to_call]\npublic_base_url = \"https://b.example.com\"\nframe_ancestors = [\"https://x; script-src *\"]\n"
+        ));
+        assert!(e.contains("click_to_call.frame_ancestors"), "{e}");
     }
 }

@@ -81,6 +81,10 @@ pub struct SalesforceConfig {
     /// Timeout of one HTTP request to Salesforce.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
+    /// VICIdial agent (`user`) → Salesforce user id, the `OwnerId` of the agent's call and
+    /// callback Tasks. Not a key of its own: filled from `[agents.USER] salesforce_user_id`.
+    #[serde(skip)]
+    pub owners: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
