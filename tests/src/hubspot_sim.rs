@@ -53,6 +53,9 @@ pub struct Logged {
 #[derive(Debug, Default)]
 pub struct SimState {
     pub token: String,
+    /// The token was revoked (or the private app deleted): every request answers 401 until
+    /// [`HubspotSim::restore_token`].
+    pub revoked: bool,
     next_id: u64,
     /// object type → id → properties.
     pub objects: BTreeMap<String, BTreeMap<String, Props>>,
@@ -736,6 +739,17 @@ impl HubspotSim {
         self.with(|s| s.token = token.to_owned());
     }
 
+    /// Revokes the accepted token at runtime: 401 for every request from now on.
+    pub fn revoke_token(&self) {
+        self.with(|s| s.revoked = true);
+    }
+
+    /// Accepts a token again after [`Self::revoke_token`]: the one set by [`Self::set_token`]
+    /// meanwhile (a rotation), or the old one (a restored app).
+    pub fn restore_token(&self) {
+        self.with(|s| s.revoked = false);
+    }
+
     /// Makes everything created so far searchable.
     pub fn index_search(&self) {
         self.with(|s| s.unindexed.clear());
@@ -827,7 +841,7 @@ fn route(
     auth: &str,
     fault: Option<FaultKind>,
 ) -> Answer {
-    if auth.strip_prefix("Bearer ") != Some(s.token.as_str()) {
+    if s.revoked || auth.strip_prefix("Bearer ") != Some(s.token.as_str()) {
         let c = s.correlation_id();
         return answer(
             401,

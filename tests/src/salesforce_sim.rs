@@ -196,6 +196,11 @@ impl SalesforceSim {
         self.state().delay = delay;
     }
 
+    /// Accepts `token` as a refresh token (an operator authorised the app again).
+    pub fn grant_refresh_token(&self, token: &str) {
+        self.state().refresh_tokens.insert(token.to_owned());
+    }
+
     pub fn set_api_used(&self, used: u64) {
         let mut s = self.state();
         s.api_used_start = used.saturating_sub(s.api_calls);

@@ -506,7 +506,7 @@ fn crm_with_timeout(sim: &HubspotSim) -> (HubspotCrm, Config) {
 }
 
 #[tokio::test]
-async fn a_rotated_token_is_reread_once_and_a_bad_one_is_permanent() {
+async fn a_rotated_token_is_reread_once_and_a_bad_one_pauses_the_integration() {
     let sim = HubspotSim::start(NEW_TOKEN).await;
     let contact = sim.add_contact(json!({}));
     let c = config(&sim, "");
@@ -519,7 +519,7 @@ async fn a_rotated_token_is_reread_once_and_a_bad_one_is_permanent() {
     sim.set_token("pat-na1-someone-else");
     let r = crm.apply(&[call(2, &contact, "3.2").dispo(&c, "NI", 10, "")]).await;
     let e = r[0].as_ref().unwrap_err();
-    assert!(!e.is_retryable() && e.reason().contains("401") && e.reason().contains("hubspot.access_token"), "{e}");
+    assert!(e.is_integration() && e.reason().contains("401") && e.reason().contains("hubspot.access_token"), "{e}");
     for secret in [TOKEN, NEW_TOKEN] {
         assert!(!e.reason().contains(secret) && !format!("{crm:?}").contains(secret));
     }
@@ -750,4 +750,22 @@ async fn injected_leads_get_their_vicidial_lead_id_written_back() {
     assert!(!r[2].as_ref().unwrap_err().is_retryable(), "{:?}", r[2]);
     assert_eq!(prop(&sim.objects("contacts")[&contact], "vicidial_lead_id"), "77");
     assert_eq!(sim.objects("contacts").len(), 1);
+}
+
+/// Item 9: the burst limit's name and message contain "secondly" too; it is a 10-second
+/// window, not search's one second.
+#[tokio::test]
+async fn the_ten_second_rolling_limit_waits_for_its_window() {
+    let sim = HubspotSim::start(TOKEN).await;
+    let contact = sim.add_contact(json!({}));
+    let (crm, c) = crm(&sim, "max_retries = 0");
+    sim.fault("calls/batch/read", FaultKind::RateLimit { policy: "TEN_SECONDLY_ROLLING", retry_after: None }, 1);
+    let r = crm.apply(&[call(1, &contact, "9.1").dispo(&c, "NI", 10, "")]).await;
+    match &r[0] {
+        Err(SyncError::Retryable { reason, retry_after }) => {
+            assert!(reason.contains("TEN_SECONDLY_ROLLING"), "{reason}");
+            assert_eq!(*retry_after, Some(Duration::from_secs(10)), "the rolling window, not search's second");
+        }
+        other => panic!("{other:?}"),
+    }
 }

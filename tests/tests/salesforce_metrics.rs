@@ -53,7 +53,7 @@ async fn api_calls_latency_failures_refreshes_and_limits_are_measured() {
     sim.revoke_refresh_tokens();
     sim.expire_sessions();
     let r = crm.apply(&[dispo("1.5", "NI")]).await;
-    assert!(matches!(r[0], Err(SyncError::Permanent { .. })), "{r:?}");
+    assert!(matches!(r[0], Err(SyncError::Integration { .. })), "{r:?}");
 
     let snapshot = snapshotter.snapshot().into_vec();
     // Counters and gauges as their value, histograms as their number of samples.

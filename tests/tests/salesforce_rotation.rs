@@ -209,8 +209,8 @@ async fn no_secret_reaches_a_log_line_or_an_error() {
     }
     shown.push_str(&format!("{crm:?}\n{jwt:?}\n"));
     assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
-    assert!(matches!(results[2], Err(SyncError::Permanent { .. })), "{results:?}");
-    assert!(matches!(results[3], Err(SyncError::Permanent { .. })), "{results:?}");
+    assert!(matches!(results[2], Err(SyncError::Integration { .. })), "{results:?}");
+    assert!(matches!(results[3], Err(SyncError::Integration { .. })), "{results:?}");
 
     let log = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(log.contains("obtained a Salesforce access token"), "the capture works: {log}");

@@ -450,7 +450,7 @@ async fn request_limit_exceeded_backs_off_and_limit_info_is_read() {
 }
 
 #[tokio::test]
-async fn invalid_grant_is_permanent_and_names_the_fix() {
+async fn invalid_grant_pauses_the_integration_and_names_the_fix() {
     let sim = SalesforceSim::start().await;
     let (crm, cfg) = adapter(&sim, "");
     let lead_id = lead(&sim);
@@ -458,7 +458,7 @@ async fn invalid_grant_is_permanent_and_names_the_fix() {
 
     let results = crm.apply(&[dispo(&cfg, 80, &lead_id, "1795298973.80", "NI", 1_795_299_036)]).await;
 
-    let Err(SyncError::Permanent { reason }) = &results[0] else { panic!("{results:?}") };
+    let Err(SyncError::Integration { reason }) = &results[0] else { panic!("{results:?}") };
     assert!(reason.contains("invalid_grant") && reason.contains("update the secret"), "{reason}");
     assert!(!reason.contains(REFRESH_TOKEN) && !reason.contains(CLIENT_SECRET), "{reason}");
     assert_eq!(sim.token_calls(), 1, "the secret was re-read but held the same token: no second try");
@@ -480,14 +480,14 @@ async fn jwt_bearer_flow_signs_with_the_private_key() {
     let secrets: Arc<dyn SecretStore> = Arc::new(FileSecrets::from_json(&secret.to_string()).unwrap());
     let crm = SalesforceCrm::new(cfg.salesforce.clone().unwrap(), secrets, None).unwrap();
     let results = crm.apply(&[dispo(&cfg, 91, &lead_id, "1795298973.91", "SALE", 1_795_299_036)]).await;
-    let Err(SyncError::Permanent { reason }) = &results[0] else { panic!("{results:?}") };
+    let Err(SyncError::Integration { reason }) = &results[0] else { panic!("{results:?}") };
     assert!(reason.contains("invalid_grant") && !reason.contains("PRIVATE KEY"), "{reason}");
 
     let secret = json!({ "salesforce": { "client_id": CLIENT_ID, "username": USERNAME, "private_key": "not-a-key-secret-xyz" } });
     let secrets: Arc<dyn SecretStore> = Arc::new(FileSecrets::from_json(&secret.to_string()).unwrap());
     let crm = SalesforceCrm::new(cfg.salesforce.clone().unwrap(), secrets, None).unwrap();
     let results = crm.apply(&[dispo(&cfg, 92, &lead_id, "1795298973.92", "SALE", 1_795_299_036)]).await;
-    let Err(SyncError::Permanent { reason }) = &results[0] else { panic!("{results:?}") };
+    let Err(SyncError::Integration { reason }) = &results[0] else { panic!("{results:?}") };
     assert!(reason.contains("private_key") && !reason.contains("not-a-key-secret-xyz"), "{reason}");
 }
 

@@ -114,7 +114,16 @@ fn expect_added(result: Result<AddLeadOutcome, DialerError>) -> (u64, Vec<String
 fn expect_permanent<T: std::fmt::Debug>(result: Result<T, DialerError>) -> (String, bool) {
     match result {
         Err(DialerError::Permanent { reason, alert }) => (reason, alert),
+        // A refused login: the operator must act, and until then the integration is paused.
+        Err(DialerError::Integration { reason }) => (reason, true),
         other => panic!("expected Permanent, got {other:?}"),
+    }
+}
+
+fn expect_login_refused<T: std::fmt::Debug>(result: Result<T, DialerError>) -> String {
+    match result {
+        Err(DialerError::Integration { reason }) => reason,
+        other => panic!("expected a refused login (Integration), got {other:?}"),
     }
 }
 
@@ -335,8 +344,7 @@ async fn bad_login_never_shows_the_password_and_is_not_repeated() {
     let sim = VicidialSim::start().await;
     let secrets = TestSecrets::new("6666", "wrongPass99");
     let api = client(&sim.base_url(), secrets.clone(), options());
-    let (reason, alert) = expect_permanent(api.add_lead(&lead("7275558888", "CRM-1")).await);
-    assert!(alert);
+    let reason = expect_login_refused(api.add_lead(&lead("7275558888", "CRM-1")).await);
     assert!(!reason.contains("wrongPass99"), "{reason}");
     assert!(reason.contains("|6666|[redacted]|BAD|"), "{reason}");
     assert!(!format!("{api:?}").contains("wrongPass99"));
@@ -347,10 +355,9 @@ async fn bad_login_never_shows_the_password_and_is_not_repeated() {
     // Further calls with the same credentials are refused without reaching VICIdial: a queue of
     // leads must not lock the user out (10 failures, §13.8).
     for _ in 0..5 {
-        let (reason, alert) = expect_permanent(api.add_lead(&lead("7275558888", "CRM-1")).await);
-        assert!(alert && !reason.contains("wrongPass99"), "{reason}");
-        let (_, alert) = expect_permanent(api.find_by_vendor_lead_code("CRM-1").await);
-        assert!(alert);
+        let reason = expect_login_refused(api.add_lead(&lead("7275558888", "CRM-1")).await);
+        assert!(!reason.contains("wrongPass99"), "{reason}");
+        expect_login_refused(api.find_by_vendor_lead_code("CRM-1").await);
     }
     assert_eq!(sim.requests().len(), 1);
     assert_eq!(sim.failed_logins("6666"), 1);

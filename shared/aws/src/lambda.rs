@@ -14,7 +14,9 @@ use vicibridge_core::event::LeadSource;
 use vicibridge_runtime::budget::{LEAD_WEBHOOK, VICIDIAL_INGEST};
 use vicibridge_runtime::crm::build_crm_with_writer;
 use vicibridge_runtime::lead_inject::build_lead_inject;
-use vicibridge_runtime::{BatchHandler, CrmSync, Delivery, Ingest, LeadWebhook, Outcome, WebhookRequest};
+use vicibridge_runtime::{
+    BatchHandler, CrmSync, Delivery, Guarded, Hold, Ingest, Integration, LeadWebhook, Outcome, WebhookRequest,
+};
 use vicibridge_vicidial::CallUrl;
 
 use crate::config_source::{aws_config, load_config};
@@ -133,8 +135,10 @@ pub async fn run_crm_sync() -> Result<(), BoxError> {
         let secrets = Arc::new(SecretsManagerStore::new(secrets_manager.clone(), &secret_id));
         // Stores a rotated Salesforce refresh token (needs secretsmanager:PutSecretValue).
         let writer = Arc::new(crate::secret_writer::SecretsManagerWriter::new(secrets_manager, secret_id));
-        let crm = build_crm_with_writer(&config, secrets, Some(writer), None)?;
-        Ok(queues.worker(Arc::new(CrmSync::new(&config, crm)), sdk))
+        let crm = build_crm_with_writer(&config, secrets.clone(), Some(writer), None)?;
+        let integration = Integration::crm(crm.name());
+        let sync = Guarded::new(Arc::new(CrmSync::new(&config, crm)), integration, secrets, Hold::OnQueue);
+        Ok(queues.worker(Arc::new(sync), sdk))
     }))
     .await;
     run_sqs_worker(metrics, worker).await
@@ -223,7 +227,9 @@ impl SqsWorker {
         for ((record, delivery), outcome) in records.iter().zip(&deliveries).zip(outcomes) {
             let failed = match outcome {
                 Outcome::Done => false,
-                Outcome::Retry { delay, .. } => {
+                // Paused integration: back with a long visibility. SQS counts this receive;
+                // maxReceiveCount in infra/template.yaml is sized for a multi-hour outage.
+                Outcome::Retry { delay, .. } | Outcome::Paused { delay, .. } => {
                     // Best effort: without it the message comes back after the queue's
                     // visibility timeout, which is still a retry.
                     if let Some(receipt) = record.receipt_handle.as_deref() {
@@ -332,7 +338,9 @@ pub async fn run_lead_inject() -> Result<(), BoxError> {
             )
         });
         let (config, secrets, crm_events) = (config?, Arc::new(secrets), Arc::new(crm_events));
-        Ok(queues.worker(Arc::new(build_lead_inject(&config, secrets, crm_events)?), sdk))
+        let inject = Arc::new(build_lead_inject(&config, secrets.clone(), crm_events)?);
+        let inject = Guarded::new(inject, Integration::dialer(), secrets, Hold::OnQueue);
+        Ok(queues.worker(Arc::new(inject), sdk))
     }))
     .await;
     run_sqs_worker(metrics, worker).await

@@ -58,10 +58,15 @@ pub enum DialerError {
     /// sending): retry, but look the lead up by `vendor_lead_code` before adding it again.
     #[error("outcome unknown: {reason}")]
     Unknown { reason: String },
-    /// Retrying cannot help (invalid phone, bad list, ...). `alert` marks login and
-    /// permission errors, which an operator must fix.
+    /// Retrying cannot help (invalid phone, bad list, ...). `alert` marks configuration
+    /// errors, which an operator must fix.
     #[error("permanent: {reason}")]
     Permanent { reason: String, alert: bool },
+    /// VICIdial refuses the API user itself (`Login incorrect`, lockout, IP or function not
+    /// allowed, unusable secret): a condition of the whole integration, not of this lead. The
+    /// worker pauses and the lead waits on the queue until the secret or the user is fixed.
+    #[error("dialer login refused: {reason}")]
+    Integration { reason: String },
 }
 
 /// The dialer side of lead injection (VICIdial's non-agent API).

@@ -30,7 +30,9 @@ impl fmt::Debug for Secret {
 
 /// `{"ingest_tokens": ["current", "previous"], "vicidial": {...}, "hubspot": {...},
 /// "salesforce": {...}}`, every section optional.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// `PartialEq` lets a paused worker see that the secret changed since its credential was
+/// refused, and try again at once.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SecretDoc {
     /// Accepted `token=` values for the VICIdial URLs: the current one first, then the
@@ -56,14 +58,14 @@ pub struct SecretDoc {
     pub webhook: Option<WebhookSecrets>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct VicidialSecrets {
     pub api_user: String,
     pub api_pass: Secret,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct HubspotSecrets {
     pub access_token: Option<Secret>,
@@ -71,7 +73,7 @@ pub struct HubspotSecrets {
     pub webhook_token: Option<Secret>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SalesforceSecrets {
     pub client_id: Option<Secret>,

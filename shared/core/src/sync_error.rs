@@ -1,4 +1,6 @@
-//! How a worker failure is classified: retry later, or dead-letter now with a reason.
+//! How a worker failure is classified: retry this message later, dead-letter this message now
+//! with a reason, or pause the whole integration (its credential is refused) and keep the
+//! message on the queue.
 
 use std::time::Duration;
 
@@ -14,6 +16,12 @@ pub enum SyncError {
     /// Validation, unknown record, permission: retrying cannot help; dead-letter at once.
     #[error("permanent: {reason}")]
     Permanent { reason: String },
+    /// A condition of the whole integration, not of this message: the CRM or dialer refuses
+    /// vicibridge's credential (revoked, expired or rotated token, wrong password). No message
+    /// can succeed until an operator fixes the secret, so the worker pauses (its circuit
+    /// breaker opens) and the message waits on the queue; never dead-lettered for this.
+    #[error("integration unavailable: {reason}")]
+    Integration { reason: String },
 }
 
 impl SyncError {
@@ -25,13 +33,23 @@ impl SyncError {
         SyncError::Permanent { reason: reason.into() }
     }
 
+    pub fn integration(reason: impl Into<String>) -> Self {
+        SyncError::Integration { reason: reason.into() }
+    }
+
+    pub fn is_integration(&self) -> bool {
+        matches!(self, SyncError::Integration { .. })
+    }
+
     pub fn is_retryable(&self) -> bool {
         matches!(self, SyncError::Retryable { .. })
     }
 
     pub fn reason(&self) -> &str {
         match self {
-            SyncError::Retryable { reason, .. } | SyncError::Permanent { reason } => reason,
+            SyncError::Retryable { reason, .. }
+            | SyncError::Permanent { reason }
+            | SyncError::Integration { reason } => reason,
         }
     }
 }

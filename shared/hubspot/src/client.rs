@@ -21,6 +21,10 @@ pub enum ApiError {
     Retryable { reason: String, retry_after: Option<Duration> },
     #[error("{reason}")]
     Permanent { reason: String },
+    /// HubSpot refuses the token itself (revoked, expired, rotated): no request can succeed
+    /// until the secret is fixed; the worker pauses instead of dead-lettering.
+    #[error("{reason}")]
+    Integration { reason: String },
 }
 
 impl ApiError {
@@ -30,6 +34,7 @@ impl ApiError {
                 vicibridge_core::SyncError::Retryable { reason, retry_after }
             }
             ApiError::Permanent { reason } => vicibridge_core::SyncError::Permanent { reason },
+            ApiError::Integration { reason } => vicibridge_core::SyncError::Integration { reason },
         }
     }
 }
@@ -131,7 +136,7 @@ impl Client {
             .and_then(|h| h.access_token.as_ref())
             .map(|t| t.expose().to_owned())
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::Permanent {
+            .ok_or_else(|| ApiError::Integration {
                 reason: "the secret has no hubspot.access_token: add the private app / service key token".into(),
             })
     }
@@ -209,14 +214,15 @@ impl Client {
                         token = self.token(true).await?;
                         continue;
                     }
+                    // The alert (CrmAuthAlerts) and the ERROR line are the worker's circuit
+                    // breaker's, once per outage.
                     metrics::counter!(m::CRM_AUTH_FAILURES, "crm" => "hubspot").increment(1);
-                    metrics::counter!(m::CRM_AUTH_ALERTS).increment(1);
                     let reason = format!(
                         "HubSpot rejected the access token (401) also after re-reading the secret: put a valid private app / service key token in hubspot.access_token ({})",
                         error_summary(&json)
                     );
-                    error!(op, "{reason}");
-                    return Err(ApiError::Permanent { reason });
+                    warn!(op, "{reason}");
+                    return Err(ApiError::Integration { reason });
                 }
                 StatusCode::TOO_MANY_REQUESTS => {
                     let policy = json.get("policyName").and_then(Value::as_str).unwrap_or("");
@@ -237,7 +243,7 @@ impl Client {
                         });
                     }
                     // Rolling 10-second window (or search's secondly limit): wait it out.
-                    let secondly = json.get("message").and_then(Value::as_str).is_some_and(|m| m.contains("secondly"));
+                    let secondly = is_secondly_limit(policy, json.get("message").and_then(Value::as_str));
                     let wait =
                         match (retry_after_secs, header_u64(&headers, "x-hubspot-ratelimit-interval-milliseconds")) {
                             (Some(s), _) => Duration::from_secs(s),
@@ -300,4 +306,18 @@ impl Client {
     pub async fn post(&self, path: &str, body: &Value, op: &'static str) -> Result<Reply, ApiError> {
         self.send(reqwest::Method::POST, path, Some(body), op).await
     }
+}
+
+/// Search's one-second limit ("You have reached your secondly limit."), not the 10-second
+/// rolling window (`TEN_SECONDLY_ROLLING`, "... ten_secondly_rolling limit."), whose name
+/// also contains "secondly".
+fn is_secondly_limit(policy: &str, message: Option<&str>) -> bool {
+    if policy.eq_ignore_ascii_case("TEN_SECONDLY_ROLLING") {
+        return false;
+    }
+    policy.eq_ignore_ascii_case("SECONDLY")
+        || message.is_some_and(|m| {
+            let m = m.to_ascii_lowercase();
+            m.contains("secondly") && !m.contains("ten_secondly")
+        })
 }

@@ -211,6 +211,10 @@ pub enum Settle {
     RetryLater { delay: Duration, reason: String },
     /// To the dead letters at once, with its reason.
     DeadLetter { reason: String },
+    /// Visible again after `delay`, and this delivery does not count toward
+    /// `max_receive_count`: the message was not at fault (its integration is paused, see
+    /// `vicibridge_runtime::breaker`), so an outage of any length cannot dead-letter it.
+    Postpone { delay: Duration, reason: String },
 }
 
 /// One delivered message.
@@ -387,7 +391,7 @@ impl SqliteQueue {
         let receipt = receipt.clone();
         let reason = reason.to_owned();
         self.call(if delay.is_zero() { Kind::Wakes } else { Kind::Other }, move |conn, ctx| {
-            retry_row(conn, ctx, &receipt, delay, &reason)
+            retry_row(conn, ctx, &receipt, delay, &reason, false)
         })
         .await
     }
@@ -409,7 +413,9 @@ impl SqliteQueue {
         let mut stale = 0;
         while items.peek().is_some() {
             let chunk: Vec<(Receipt, Settle)> = items.by_ref().take(MAX_ROWS_PER_TRANSACTION).collect();
-            let wakes = chunk.iter().any(|(_, s)| matches!(s, Settle::RetryLater { delay, .. } if delay.is_zero()));
+            let wakes = chunk.iter().any(|(_, s)| {
+                matches!(s, Settle::RetryLater { delay, .. } | Settle::Postpone { delay, .. } if delay.is_zero())
+            });
             stale += self
                 .call(if wakes { Kind::Wakes } else { Kind::Other }, move |conn, ctx| settle_rows(conn, ctx, &chunk))
                 .await?;
@@ -775,6 +781,8 @@ fn receive_rows(conn: &Connection, ctx: &Ctx, max: usize) -> rusqlite::Result<Ve
                     ctx.max_receive_count,
                     candidate.last_failure.as_deref().unwrap_or("none")
                 );
+                // Every dead letter gets an ERROR line with its reason, this one included.
+                tracing::error!(message_id = %receipt.message_id, key = %candidate.key, reason = %reason, "sent to the dead-letter queue");
                 move_to_dead_letters(conn, ctx, &receipt, &reason)?;
                 continue;
             }
@@ -800,8 +808,9 @@ fn settle_rows(conn: &Connection, ctx: &Ctx, items: &[(Receipt, Settle)]) -> rus
     for (receipt, settle) in items {
         let done = match settle {
             Settle::Delete => delete_row(conn, receipt)?,
-            Settle::RetryLater { delay, reason } => retry_row(conn, ctx, receipt, *delay, reason)?,
+            Settle::RetryLater { delay, reason } => retry_row(conn, ctx, receipt, *delay, reason, false)?,
             Settle::DeadLetter { reason } => move_to_dead_letters(conn, ctx, receipt, reason)?,
+            Settle::Postpone { delay, reason } => retry_row(conn, ctx, receipt, *delay, reason, true)?,
         };
         if !done {
             stale += 1;
@@ -817,18 +826,28 @@ fn delete_row(conn: &Connection, receipt: &Receipt) -> rusqlite::Result<bool> {
     Ok(deleted == 1)
 }
 
-fn retry_row(conn: &Connection, ctx: &Ctx, receipt: &Receipt, delay: Duration, reason: &str) -> rusqlite::Result<bool> {
+/// `uncount`: give the delivery back (Settle::Postpone), so it does not count toward the
+/// redrive to the dead letters.
+fn retry_row(
+    conn: &Connection,
+    ctx: &Ctx,
+    receipt: &Receipt,
+    delay: Duration,
+    reason: &str,
+    uncount: bool,
+) -> rusqlite::Result<bool> {
     let changed = conn
         .prepare_cached(
-            "UPDATE messages SET visible_at_ms = ?4, last_failure = ?5
-             WHERE seq = ?1 AND message_id = ?2 AND receive_count = ?3",
+            "UPDATE messages SET visible_at_ms = ?4, last_failure = ?5, receive_count = receive_count - ?6
+             WHERE seq = ?1 AND message_id = ?2 AND receive_count = ?3 AND receive_count >= ?6",
         )?
         .execute(params![
             receipt.seq,
             receipt.message_id,
             receipt.receive_count,
             ctx.now_ms.saturating_add(millis(delay)),
-            reason
+            reason,
+            i64::from(uncount)
         ])?;
     Ok(changed == 1)
 }

@@ -1,17 +1,20 @@
 //! Secrets from a local JSON file or an environment variable: the `SecretStore` of
 //! `vicibridge serve`.
 //!
-//! The file is re-read once its TTL has passed (30 s by default), so an edit is picked up
-//! without a restart, and at once by `refresh()`. If a timed re-read fails (the file is
+//! Every `current()` looks at the file's metadata (one `stat`: modification time, size,
+//! inode) and re-reads it as soon as it changed, so an edit is used by the very next request
+//! or worker call; a fixed password is never refused for an old one. The file is also re-read
+//! once its TTL has passed (30 s by default), for filesystems whose timestamps are too coarse
+//! to show a quick second edit, and at once by `refresh()`. If a re-read fails (the file is
 //! half-written by an editor, or was broken by one), `current()` keeps serving the last good
-//! document, logs a warning and tries again after another TTL: a typo must not stop ingest.
-//! `refresh()` reports the error, since its caller asked for the file as it is now.
-//! Errors name the file and the JSON position, never a value.
+//! document, logs a warning and tries again on the next change or after another TTL: a typo
+//! must not stop ingest. `refresh()` reports the error, since its caller asked for the file as
+//! it is now. Errors name the file and the JSON position, never a value.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use vicibridge_core::ports::{SecretStore, SecretsError};
@@ -35,6 +38,28 @@ pub struct FileSecrets {
 struct Cached {
     doc: Arc<SecretDoc>,
     loaded_at: Instant,
+    /// The file as it was when last read (or found unreadable): a different one is re-read.
+    stamp: Option<Stamp>,
+}
+
+/// What a `stat` tells about the file's content without reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    /// An editor that saves by renaming a new file over the old one changes it.
+    inode: u64,
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Option<Stamp> {
+        let meta = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Some(Stamp { modified: meta.modified().ok(), len: meta.len(), inode })
+    }
 }
 
 impl fmt::Debug for FileSecrets {
@@ -48,15 +73,16 @@ impl FileSecrets {
     /// message rather than failing the first request.
     pub fn open(path: impl Into<PathBuf>) -> Result<FileSecrets, SecretsError> {
         let path = path.into();
+        let stamp = Stamp::of(&path);
         let text = std::fs::read_to_string(&path).map_err(|e| read_error(&path, &e))?;
         let doc = parse(&text, Some(&path))?;
-        Ok(FileSecrets::new(Some(path), doc))
+        Ok(FileSecrets::new(Some(path), doc, stamp))
     }
 
     /// The document given as a string (the `VICIBRIDGE_SECRETS_JSON` variable).
     pub fn from_json(text: &str) -> Result<FileSecrets, SecretsError> {
         let doc = parse(text, None)?;
-        Ok(FileSecrets::new(None, doc))
+        Ok(FileSecrets::new(None, doc, None))
     }
 
     /// How long a read of the file is used before the next `current()` reads it again.
@@ -65,11 +91,11 @@ impl FileSecrets {
         self
     }
 
-    fn new(path: Option<PathBuf>, doc: SecretDoc) -> FileSecrets {
+    fn new(path: Option<PathBuf>, doc: SecretDoc, stamp: Option<Stamp>) -> FileSecrets {
         FileSecrets {
             path,
             ttl: DEFAULT_TTL,
-            cached: RwLock::new(Cached { doc: Arc::new(doc), loaded_at: Instant::now() }),
+            cached: RwLock::new(Cached { doc: Arc::new(doc), loaded_at: Instant::now(), stamp }),
             reload: tokio::sync::Mutex::new(()),
         }
     }
@@ -79,16 +105,19 @@ impl FileSecrets {
         self.cached.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    fn is_fresh(&self, cached: &Cached) -> bool {
-        self.path.is_none() || cached.loaded_at.elapsed() < self.ttl
+    /// Unchanged on disk (same stamp) and read within the TTL.
+    fn is_fresh(&self, cached: &Cached, now: Option<Stamp>) -> bool {
+        self.path.is_none() || (cached.stamp == now && cached.loaded_at.elapsed() < self.ttl)
     }
 
     /// Reads the file and, if it parses, makes it the cached document.
     async fn reload(&self, path: &Path) -> Result<Arc<SecretDoc>, SecretsError> {
+        // Taken before reading: an edit landing during the read is seen by the next call.
+        let stamp = Stamp::of(path);
         let text = tokio::fs::read_to_string(path).await.map_err(|e| read_error(path, &e))?;
         let doc = Arc::new(parse(&text, Some(path))?);
         *self.cached.write().unwrap_or_else(PoisonError::into_inner) =
-            Cached { doc: Arc::clone(&doc), loaded_at: Instant::now() };
+            Cached { doc: Arc::clone(&doc), loaded_at: Instant::now(), stamp };
         Ok(doc)
     }
 }
@@ -100,7 +129,8 @@ impl SecretStore for FileSecrets {
         let Some(path) = self.path.as_deref() else {
             return Ok(cached.doc);
         };
-        if self.is_fresh(&cached) {
+        let stamp = Stamp::of(path);
+        if self.is_fresh(&cached, stamp) {
             return Ok(cached.doc);
         }
         // While another caller re-reads the file, answer with the document we have: that
@@ -111,16 +141,17 @@ impl SecretStore for FileSecrets {
         };
         // Another caller may have re-read the file just before we took the lock.
         let cached = self.cached();
-        if self.is_fresh(&cached) {
+        if self.is_fresh(&cached, stamp) {
             return Ok(cached.doc);
         }
         match self.reload(path).await {
             Ok(doc) => Ok(doc),
             Err(error) => {
                 tracing::warn!(%error, "keeping the previous secrets until the file reads cleanly");
-                // Try again after another TTL, not on every request.
+                // Try again on the next change or after another TTL, not on every request.
                 let mut slot = self.cached.write().unwrap_or_else(PoisonError::into_inner);
                 slot.loaded_at = Instant::now();
+                slot.stamp = stamp;
                 Ok(Arc::clone(&slot.doc))
             }
         }
@@ -181,6 +212,39 @@ mod tests {
         assert_eq!(first_token(&secrets.current().await.unwrap()), "token-aaaa-1111", "cached");
         assert_eq!(first_token(&secrets.refresh().await.unwrap()), "token-bbbb-2222");
         assert_eq!(first_token(&secrets.current().await.unwrap()), "token-bbbb-2222");
+    }
+
+    /// Item 8 of issue 9: a fixed secret must not wait for the TTL.
+    #[tokio::test]
+    async fn an_edited_file_is_used_at_once_whatever_the_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.json");
+        write(&path, DOC_A);
+        let secrets = FileSecrets::open(&path).unwrap().with_ttl(Duration::from_secs(3600));
+        assert_eq!(first_token(&secrets.current().await.unwrap()), "token-aaaa-1111");
+        write(&path, DOC_B);
+        assert_eq!(first_token(&secrets.current().await.unwrap()), "token-bbbb-2222");
+        // Same size, saved by renaming a new file over the old one, as many editors do.
+        let tmp = dir.path().join("secrets.json.new");
+        write(&tmp, &DOC_B.replace("bbbb", "cccc"));
+        std::fs::rename(&tmp, &path).unwrap();
+        assert_eq!(first_token(&secrets.current().await.unwrap()), "token-cccc-2222");
+        // Same size, same inode, only the modification time differs.
+        write(&path, &DOC_B.replace("bbbb", "dddd"));
+        let later = SystemTime::now() + Duration::from_secs(5);
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(later).unwrap();
+        assert_eq!(first_token(&secrets.current().await.unwrap()), "token-dddd-2222");
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_file_is_not_read_again_within_the_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.json");
+        write(&path, DOC_A);
+        let secrets = FileSecrets::open(&path).unwrap().with_ttl(Duration::from_secs(3600));
+        let first = secrets.current().await.unwrap();
+        let again = secrets.current().await.unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "served from the cache");
     }
 
     #[tokio::test]

@@ -23,7 +23,9 @@ use vicibridge_runtime::crm::{CrmSetupError, build_crm_with_writer};
 use vicibridge_runtime::lead_inject::build_lead_inject;
 use vicibridge_runtime::lead_webhook::MAX_BODY_BYTES;
 use vicibridge_runtime::screen_pop::{ScreenPop, build_screen_pop};
-use vicibridge_runtime::{BatchHandler, CrmSync, Delivery, Ingest, LeadWebhook, Outcome, WebhookRequest};
+use vicibridge_runtime::{
+    Admit, BatchHandler, CrmSync, Delivery, Guarded, Hold, Ingest, Integration, LeadWebhook, Outcome, WebhookRequest,
+};
 use vicibridge_vicidial::CallUrl;
 use vicibridge_vicidial::non_agent_api::NonAgentApiError;
 
@@ -177,8 +179,10 @@ pub async fn serve_with_secret_writer(
     let crm_events = Arc::new(SqliteQueue::open(&data_dir.join(CRM_EVENTS_DB), queue_options(&config))?);
     let lead_injections = Arc::new(SqliteQueue::open(&data_dir.join(LEAD_INJECTIONS_DB), queue_options(&config))?);
     let crm = build_crm_with_writer(&config, secrets.clone(), writer.clone(), Some(&data_dir))?;
-    let sync = CrmSync::new(&config, crm);
-    let inject = build_lead_inject(&config, secrets.clone(), crm_events.clone())?;
+    let integration = Integration::crm(crm.name());
+    let sync = Guarded::new(Arc::new(CrmSync::new(&config, crm)), integration, secrets.clone(), Hold::InDriver);
+    let inject = Arc::new(build_lead_inject(&config, secrets.clone(), crm_events.clone())?);
+    let inject = Guarded::new(inject, Integration::dialer(), secrets.clone(), Hold::InDriver);
     let screen_pop = match build_screen_pop(&config, secrets.clone(), writer) {
         Ok(p) => Some(Arc::new(p)),
         Err(e) => {
@@ -260,22 +264,31 @@ fn lower_priority() {
     }
 }
 
-/// The in-process crm-sync worker: receive a batch (waiting up to the batching window for it
-/// to fill, like SQS's batching window), process it, carry out every outcome.
-async fn worker_loop(
-    queue: Arc<SqliteQueue>,
-    handler: Arc<dyn BatchHandler>,
-    config: Config,
-    mut stop: watch::Receiver<bool>,
-) {
+/// How often a paused worker looks at the secret for a fix (a `stat` of the secrets file).
+const PAUSED_CHECK: Duration = Duration::from_secs(1);
+
+/// An in-process worker: receive a batch (waiting up to the batching window for it to fill,
+/// like SQS's batching window), process it, carry out every outcome. While its integration
+/// is paused (the breaker is open) it takes nothing, or one message when a probe is due.
+async fn worker_loop(queue: Arc<SqliteQueue>, handler: Arc<Guarded>, config: Config, mut stop: watch::Receiver<bool>) {
     let batch_size = config.queue.batch_size as usize;
     let window = Duration::from_millis(u64::from(config.queue.batching_window_ms));
     loop {
         if *stop.borrow() {
             return;
         }
+        let want = match handler.admit().await {
+            Admit::Batch => batch_size,
+            Admit::Probe => 1,
+            Admit::Wait(wait) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait.min(PAUSED_CHECK)) => continue,
+                    _ = stop.changed() => return,
+                }
+            }
+        };
         let received = tokio::select! {
-            r = queue.receive_wait(batch_size, Duration::from_secs(1)) => r,
+            r = queue.receive_wait(want, Duration::from_secs(1)) => r,
             _ = stop.changed() => return,
         };
         let mut batch = match received {
@@ -287,9 +300,9 @@ async fn worker_loop(
                 continue;
             }
         };
-        if batch.len() < batch_size && !window.is_zero() {
+        if batch.len() < want && !window.is_zero() {
             tokio::time::sleep(window).await;
-            match queue.receive(batch_size - batch.len()).await {
+            match queue.receive(want - batch.len()).await {
                 Ok(more) => batch.extend(more),
                 Err(e) => warn!(error = %e, "cannot receive from the queue"),
             }
@@ -307,6 +320,7 @@ async fn worker_loop(
                     Outcome::Done => Settle::Delete,
                     Outcome::Retry { delay, reason } => Settle::RetryLater { delay, reason },
                     Outcome::DeadLetter { reason } => Settle::DeadLetter { reason },
+                    Outcome::Paused { delay, reason } => Settle::Postpone { delay, reason },
                 };
                 (message.receipt.clone(), settle)
             })

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 use vicibridge_core::Envelope;
 use vicibridge_core::config::{Config, LeadInjectionConfig};
 use vicibridge_core::event::{Event, LeadInjected, LeadInjection};
@@ -196,8 +196,14 @@ impl LeadInject {
                 if *alert {
                     metrics::counter!(m::DIALER_AUTH_ALERTS).increment(1);
                 }
-                error!(source = %injection.source, crm_ref, alert, reason = %reason, "VICIdial refused the lead; sent to the dead-letter queue");
+                // The ERROR line of the dead letter is the breaker's (one place for every worker).
+                info!(source = %injection.source, crm_ref, alert, "VICIdial refused the lead");
                 Outcome::DeadLetter { reason: reason.clone() }
+            }
+            // The breaker pauses the worker and raises DialerAuthAlerts once per outage.
+            DialerError::Integration { reason } => {
+                counted("paused", "dialer_auth");
+                Outcome::paused(receive_count, reason.clone())
             }
         }
     }

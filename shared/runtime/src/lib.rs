@@ -2,6 +2,7 @@
 //! processor, the dry-run CRM and telemetry. Framework-neutral: the Lambda and axum shells
 //! only translate their request types.
 
+pub mod breaker;
 pub mod budget;
 pub mod click_to_call;
 pub mod crm;
@@ -14,6 +15,7 @@ pub mod screen_pop;
 pub mod telemetry;
 pub mod worker;
 
+pub use breaker::{Admit, Guarded, Hold, Integration};
 pub use ingest::{Ingest, IngestResponse};
 pub use lead_inject::LeadInject;
 pub use lead_webhook::{LeadWebhook, WebhookRequest, WebhookResponse};

@@ -12,6 +12,13 @@ pub const SYNC_FAILURES: &str = "SyncFailures";
 /// Events put back for a later retry, by `reason`.
 pub const SYNC_RETRIES: &str = "SyncRetries";
 pub const SYNC_APPLIED: &str = "SyncApplied";
+/// Events held back because their integration is paused (credential refused), by `crm`.
+pub const SYNC_PAUSED: &str = "SyncPaused";
+/// The CRM refused vicibridge's credentials: raised once per outage by the crm-sync worker's
+/// circuit breaker (the CrmAuthAlarm watches it).
+pub const CRM_AUTH_ALERTS: &str = "CrmAuthAlerts";
+/// Outages of an integration (circuit breaker opened), by `integration`.
+pub const INTEGRATION_PAUSES: &str = "IntegrationPauses";
 /// Dispositions whose status no layer of the mapping knows, by `status`.
 pub const UNMAPPED_DISPOSITIONS: &str = "UnmappedDispositions";
 /// Lead webhooks refused, by `source` and `status`.
@@ -20,7 +27,8 @@ pub const WEBHOOK_REJECTED: &str = "WebhookRejected";
 pub const WEBHOOK_QUEUED: &str = "WebhookQueued";
 /// Lead injection outcomes, by `result` (added, duplicate, rejected, retry) and `reason`.
 pub const LEAD_INJECTIONS: &str = "LeadInjections";
-/// Login / permission errors from VICIdial: an operator must act.
+/// Login / permission errors from VICIdial: an operator must act. Raised once per outage by
+/// the lead-inject worker's circuit breaker, and for configuration errors.
 pub const DIALER_AUTH_ALERTS: &str = "DialerAuthAlerts";
 /// Click-to-call dial attempts, by `result` (queued, sign_in, not_logged_in, not_paused, ...).
 pub const CLICK_TO_CALL: &str = "ClickToCall";

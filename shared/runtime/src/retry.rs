@@ -19,6 +19,18 @@ pub fn backoff(receive_count: u32, retry_after: Option<Duration>) -> Duration {
     }
 }
 
+/// While an integration is paused, a message the queue keeps delivering (SQS) goes back for
+/// this long, by its receive count: short at first (a fixed secret is picked up soon), then
+/// 15 minutes, so that `maxReceiveCount` receives span a multi-hour outage (README, "Token
+/// outages"). `serve` holds its loop instead and puts messages back at once.
+const PAUSED_SCHEDULE_SECS: [u64; 5] = [60, 120, 300, 600, 900];
+
+/// Delay before a message held back by a paused integration is delivered again, ±20 %.
+pub fn paused_delay(receive_count: u32) -> Duration {
+    let idx = (receive_count.max(1) as usize - 1).min(PAUSED_SCHEDULE_SECS.len() - 1);
+    Duration::from_secs_f64(PAUSED_SCHEDULE_SECS[idx] as f64 * (0.8 + 0.4 * fastrand::f64()))
+}
+
 /// Short in-request retries for the ingest path: the caller is waiting.
 pub const QUICK_RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(20), Duration::from_millis(100)];
 

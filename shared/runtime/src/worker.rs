@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 use vicibridge_core::config::Config;
 use vicibridge_core::config::Tz;
 use vicibridge_core::disposition::DispositionMap;
@@ -15,7 +15,7 @@ use vicibridge_core::ports::{Applied, Crm};
 use vicibridge_core::{Envelope, SyncError};
 
 use crate::metrics as m;
-use crate::retry::backoff;
+use crate::retry::{backoff, paused_delay};
 
 /// One received message.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +34,18 @@ pub enum Outcome {
     Retry { delay: Duration, reason: String },
     /// Will never succeed as it is: to the DLQ now, with the reason.
     DeadLetter { reason: String },
+    /// Not this message's fault: the integration is down (its credential is refused, see
+    /// [`crate::breaker`]). Put back after `delay`; where the queue allows it (`serve`'s), this
+    /// delivery does not count toward the redrive to the DLQ. Never dead-lettered for this.
+    Paused { delay: Duration, reason: String },
+}
+
+impl Outcome {
+    /// A message held back while its integration is paused: it comes back after
+    /// [`paused_delay`] for this receive count.
+    pub fn paused(receive_count: u32, reason: impl Into<String>) -> Outcome {
+        Outcome::Paused { delay: paused_delay(receive_count), reason: reason.into() }
+    }
 }
 
 /// A queue consumer's decisions for one batch: one outcome per delivery, in order. The
@@ -130,8 +142,13 @@ impl CrmSync {
             Err(SyncError::Permanent { reason }) => {
                 // No dimension: the SyncFailures alarm watches the dimension-less metric.
                 metrics::counter!(m::SYNC_FAILURES).increment(1);
-                error!(key = %key, lead_id = %plan.lead_id(), crm, reason = %reason, "sync failed permanently; sent to the dead-letter queue");
+                // The ERROR line of the dead letter is the breaker's (one place for every worker).
+                info!(key = %key, lead_id = %plan.lead_id(), crm, "sync failed permanently");
                 Outcome::DeadLetter { reason: reason.clone() }
+            }
+            Err(SyncError::Integration { reason }) => {
+                metrics::counter!(m::SYNC_PAUSED, "crm" => crm).increment(1);
+                Outcome::paused(d.receive_count, reason.clone())
             }
         }
     }

@@ -167,12 +167,12 @@ impl Auth {
         }
     }
 
-    /// Counts the failures an operator must act on.
+    /// Counts the failures an operator must act on. The alert (CrmAuthAlerts) and the ERROR
+    /// line are the worker's circuit breaker's, once per outage.
     fn auth_failure(&self, e: SfError) -> SfError {
         if !e.is_retryable() {
             metrics::counter!(m::AUTH_FAILURES, "crm" => m::CRM, "reason" => e.reason()).increment(1);
-            metrics::counter!(m::AUTH_ALERTS).increment(1);
-            error!(error = %e, "Salesforce login failed: the adapter cannot sync until this is fixed");
+            warn!(error = %e, "Salesforce login failed: the adapter cannot sync until this is fixed");
         }
         e
     }

@@ -53,6 +53,13 @@ impl SfError {
         }
     }
 
+    /// The login itself is refused (`invalid_grant`, `invalid_client`, ...) or the secret
+    /// cannot serve one: nothing syncs until an operator fixes it, so the worker pauses
+    /// rather than dead-lettering.
+    pub fn is_integration(&self) -> bool {
+        matches!(self, SfError::Grant { .. } | SfError::Credentials(_) | SfError::SecretsInvalid(_))
+    }
+
     /// Short label for the failures metric.
     pub fn reason(&self) -> String {
         match self {
@@ -74,6 +81,7 @@ impl SfError {
                 SyncError::Retryable { reason: self.to_string(), retry_after: Some(*retry_after) }
             }
             e if e.is_retryable() => SyncError::retryable(e.to_string()),
+            e if e.is_integration() => SyncError::integration(e.to_string()),
             e => SyncError::permanent(e.to_string()),
         }
     }

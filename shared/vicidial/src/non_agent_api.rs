@@ -188,13 +188,10 @@ impl NonAgentApi {
         let doc = if refresh { self.secrets.refresh().await } else { self.secrets.current().await };
         let doc = doc.map_err(|e| match e {
             SecretsError::Unavailable(m) => DialerError::Retryable { reason: format!("VICIdial credentials: {m}") },
-            SecretsError::Invalid(m) => {
-                DialerError::Permanent { reason: format!("VICIdial credentials: {m}"), alert: true }
-            }
+            SecretsError::Invalid(m) => DialerError::Integration { reason: format!("VICIdial credentials: {m}") },
         })?;
-        let v = doc.vicidial.as_ref().ok_or_else(|| DialerError::Permanent {
+        let v = doc.vicidial.as_ref().ok_or_else(|| DialerError::Integration {
             reason: "the secret has no \"vicidial\" section (api_user, api_pass)".to_owned(),
-            alert: true,
         })?;
         Ok(Credentials { user: v.api_user.clone(), pass: v.api_pass.clone() })
     }
@@ -203,14 +200,13 @@ impl NonAgentApi {
         let hold = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
         let h = hold.as_ref()?;
         let matches = h.user == creds.user && h.pass.as_ref().is_none_or(|p| *p == creds.pass);
-        (matches && Instant::now() < h.until).then(|| DialerError::Permanent {
+        (matches && Instant::now() < h.until).then(|| DialerError::Integration {
             reason: format!(
                 "not sent to VICIdial: it refused these credentials {}s ago and retrying extends its lockout; fix the \
                  secret (a changed secret is used at once) [{}]",
                 h.since.elapsed().as_secs(),
                 h.reason
             ),
-            alert: true,
         })
     }
 
@@ -370,6 +366,13 @@ impl NonAgentApi {
             );
         }
         self.note_auth(call, &used, &c);
+        // A refused login is a condition of the whole integration, not of this lead: the
+        // worker pauses (vicibridge_runtime::breaker) and the lead waits on the queue.
+        if c.auth.is_some()
+            && let Err(DialerError::Permanent { reason, .. }) = &mut c.result
+        {
+            c.result = Err(DialerError::Integration { reason: std::mem::take(reason) });
+        }
         let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
         if c.result.is_ok() {
             *verified = Some(used);
@@ -407,6 +410,7 @@ fn result_label<T>(result: &Result<T, DialerError>, ok: impl Fn(&T) -> &'static 
         Err(DialerError::Retryable { .. }) => "retryable",
         Err(DialerError::Unknown { .. }) => "unknown",
         Err(DialerError::Permanent { .. }) => "permanent",
+        Err(DialerError::Integration { .. }) => "login_refused",
     }
 }
 
@@ -415,6 +419,10 @@ fn record<T>(function: &'static str, c: &Classified<T>, ok: impl Fn(&T) -> &'sta
     metrics::counter!(DIALER_REQUESTS, "function" => function, "result" => result, "reason" => c.code).increment(1);
     match &c.result {
         Ok(_) => tracing::info!(function, result, code = c.code, "VICIdial call done"),
+        // ERROR once per outage is the worker's circuit breaker's.
+        Err(e @ DialerError::Integration { .. }) => {
+            tracing::warn!(function, result, code = c.code, error = %e, "VICIdial refused the API login");
+        }
         Err(e @ DialerError::Permanent { alert: true, .. }) => {
             tracing::error!(function, result, code = c.code, error = %e, "VICIdial call refused: operator action needed");
         }
@@ -619,7 +627,7 @@ mod tests {
         assert_eq!(
             counter(
                 DIALER_REQUESTS,
-                &[("function", "add_lead"), ("result", "permanent"), ("reason", "login_incorrect")]
+                &[("function", "add_lead"), ("result", "login_refused"), ("reason", "login_incorrect")]
             ),
             1
         );
@@ -644,7 +652,7 @@ mod tests {
         let api = NonAgentApi::new("http://127.0.0.1:9", secrets("x"), NonAgentApiOptions::default()).unwrap();
         let creds = |user: &str, pass: &str| Credentials { user: user.into(), pass: Secret::new(pass) };
         api.set_hold("6666", Some(&Secret::new("bad")), Duration::from_secs(300), "refused");
-        assert!(matches!(api.held(&creds("6666", "bad")), Some(DialerError::Permanent { alert: true, .. })));
+        assert!(matches!(api.held(&creds("6666", "bad")), Some(DialerError::Integration { .. })));
         assert!(api.held(&creds("6666", "fixed")).is_none());
         assert!(api.held(&creds("7777", "bad")).is_none());
         // A lock holds the user whatever the password.

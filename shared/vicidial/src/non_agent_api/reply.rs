@@ -363,7 +363,10 @@ pub fn classify_add_lead(status: u16, body: &str, redactor: &Redactor) -> Classi
 /// Every reason goes through the redactor once more, whatever part of the reply it quotes.
 pub(super) fn scrub<T>(mut c: Classified<T>, redactor: &Redactor) -> Classified<T> {
     if let Err(
-        DialerError::Retryable { reason } | DialerError::Unknown { reason } | DialerError::Permanent { reason, .. },
+        DialerError::Retryable { reason }
+        | DialerError::Unknown { reason }
+        | DialerError::Permanent { reason, .. }
+        | DialerError::Integration { reason },
     ) = &mut c.result
     {
         *reason = redactor.redact(reason);
