@@ -157,7 +157,7 @@ async fn a_hubspot_token_revoked_mid_burst_pauses_the_sync_and_everything_drains
     let secret = |token: &str| json!({"ingest_tokens": [INGEST], "hubspot": {"access_token": token}});
     write_json(&secrets_path, &secret(HS_TOKEN));
     let config = format!(
-        "[vicidial]\nbase_url = \"https://dialer.example.com\"\n[crm]\nkind = \"hubspot\"\n{QUEUE}[hubspot]\nbase_url = \"{}\"\nrequests_per_10s = 1000\n",
+        "[vicidial]\nbase_url = \"https://dialer.example.com\"\n[crm]\nkind = \"hubspot\"\n{QUEUE}[hubspot]\nbase_url = \"{}\"\nrequests_per_10s = 250\n",
         sim.base_url
     );
     let served = Served::start(&config, &secrets_path, &dir.path().join("data")).await;
@@ -276,7 +276,7 @@ async fn on_lambda_a_revoked_token_returns_the_batch_with_a_long_visibility_and_
         .to_owned();
     let secrets: Arc<dyn SecretStore> = Arc::new(SecretsManagerStore::new(moto.secrets_manager(), &arn));
     let config = Config::from_toml(&format!(
-        "[vicidial]\nbase_url = \"https://dialer.example.com\"\n[crm]\nkind = \"hubspot\"\n[hubspot]\nbase_url = \"{}\"\nrequests_per_10s = 1000\n",
+        "[vicidial]\nbase_url = \"https://dialer.example.com\"\n[crm]\nkind = \"hubspot\"\n[hubspot]\nbase_url = \"{}\"\nrequests_per_10s = 250\n",
         sim.base_url
     ))
     .unwrap();
