@@ -235,7 +235,7 @@ impl Guarded {
         });
         match refused {
             Some(reason) => self.trip(&reason).await,
-            None if outcomes.iter().any(|o| *o == Outcome::Done) => self.recover(),
+            None if outcomes.contains(&Outcome::Done) => self.recover(),
             None => {}
         }
         outcomes.into_iter().map(|o| self.adjust(o)).collect()
