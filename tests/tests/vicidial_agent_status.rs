@@ -92,20 +92,22 @@ async fn every_agent_state_reads_back() {
 }
 
 #[tokio::test]
-async fn missing_permissions_are_permanent_alerts() {
+/// A missing permission is a condition of the API user, not of one request: an integration
+/// error, which pauses a worker and shows an operator message on the pages.
+async fn missing_permissions_are_integration_errors() {
     let sim = VicidialSim::start().await;
     let api = api(&sim);
     sim.add_agent("1000", "Ann");
     let mut user = SimUser::api("6666", "1234");
     user.api_allowed_functions = " add_lead lead_search ".into();
     sim.add_user(user);
-    let Err(DialerError::Permanent { reason, alert: true }) = api.agent_status(&agent("1000")).await else { panic!() };
+    let Err(DialerError::Integration { reason }) = api.agent_status(&agent("1000")).await else { panic!() };
     assert!(reason.contains("' agent_status '"), "{reason}");
 
     let mut user = SimUser::api("6666", "1234");
     user.view_reports = false;
     sim.add_user(user);
-    let Err(DialerError::Permanent { reason, alert: true }) = api.agent_status(&agent("1000")).await else { panic!() };
+    let Err(DialerError::Integration { reason }) = api.agent_status(&agent("1000")).await else { panic!() };
     assert!(reason.contains("view_reports"), "{reason}");
 }
 

@@ -391,6 +391,40 @@ async fn failures_are_retried_with_the_same_webhook_id_or_dead_lettered_with_the
     assert!(!log.contains(SECRET.trim_start_matches("whsec_")));
 }
 
+/// An endpoint failing every request for `outage_after_secs` pauses the sync (the breaker a
+/// revoked CRM token opens): with `max_receive_count = 2` its second failure would otherwise
+/// dead-letter the event. The event waits, one probe goes out after 30 s, and it is delivered.
+#[tokio::test]
+async fn an_endpoint_down_for_a_while_pauses_the_sync_instead_of_dead_lettering() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(dir.path(), &[SECRET]);
+    let config = write_config(
+        dir.path(),
+        "webhook",
+        &format!("url = \"{}\"\ntimeout_secs = 1\noutage_after_secs = 2\n", receiver.url),
+    );
+    let toml = std::fs::read_to_string(&config).unwrap().replace("[queue]\n", "[queue]\nmax_receive_count = 2\n");
+    std::fs::write(&config, toml).unwrap();
+    let secrets = write_secrets(dir.path(), json!({ "signing_secret": SECRET }));
+    let serve = Serve::start(&config, &secrets, &dir.path().join("data"), "serve.log");
+
+    receiver.script(json!([{"status": 503, "body": "down"}, {"status": 502}])).await;
+    get(&serve, "/vicidial/dispo", &dispo(40, "1795299100.40", "SALE")).await;
+    let r = receiver.wait(&serve, "the probe after the outage", |r| r.len() >= 3);
+    assert_eq!(r.iter().map(|r| r["answered"].as_u64().unwrap()).collect::<Vec<_>>(), [503, 502, 204]);
+    assert!(r.iter().all(|x| x["webhook_id"] == r[0]["webhook_id"]), "one event, redelivered");
+    assert_signed_and_valid(&r, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while queue_depth(&serve) > 0 {
+        assert!(Instant::now() < deadline, "the event was not acknowledged; log:\n{}", serve.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(dead_letters(&serve), vec![], "nothing dead-lettered by the outage");
+    let log = serve.log_text();
+    assert_eq!(log.matches("webhook is unavailable: the worker is paused").count(), 1, "one alert line:\n{log}");
+    assert_eq!(log.matches("webhook works again: the worker resumed").count(), 1, "one recovered line:\n{log}");
+}
+
 #[tokio::test]
 async fn during_a_rotation_both_secrets_sign() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,9 +3,10 @@
 //!
 //! Each worker writes to one integration (crm-sync to the CRM, lead-inject to VICIdial). When
 //! that integration refuses vicibridge's credential (HubSpot 401, Salesforce `invalid_grant`,
-//! VICIdial `Login incorrect`: [`SyncError::Integration`](vicibridge_core::SyncError) /
-//! [`DialerError::Integration`](vicibridge_core::lead::DialerError), [`Outcome::Paused`] here),
-//! no message can succeed until an operator fixes the secret. The breaker then:
+//! VICIdial `Login incorrect`) or is down as a whole (a webhook endpoint failing every request
+//! for `webhook.outage_after_secs`) — [`SyncError::Integration`](vicibridge_core::SyncError) /
+//! [`DialerError::Integration`](vicibridge_core::lead::DialerError), [`Outcome::Paused`] here —
+//! no message can succeed until that changes. The breaker then:
 //! - opens: one ERROR line and one alert metric (CrmAuthAlerts / DialerAuthAlerts) per outage;
 //! - stops taking work: `serve`'s loop asks [`Guarded::admit`] before it receives; on SQS,
 //!   where Lambda keeps delivering, every batch goes straight back with a long visibility
@@ -185,7 +186,7 @@ impl Guarded {
                     integration = self.integration.name,
                     paused_secs = open.since.elapsed().as_secs(),
                     reason,
-                    "still refused; next try in {} s or when the secret changes",
+                    "still unavailable; next try in {} s or when the secret changes",
                     self.probe_interval.as_secs()
                 );
             }
@@ -195,9 +196,8 @@ impl Guarded {
                 error!(
                     integration = self.integration.name,
                     reason,
-                    "{} refused vicibridge's credentials: the worker is paused and its messages wait on the queue \
-                     (none is dead-lettered for this); fix the secret, it is tried again at once when it changes \
-                     and every {} s",
+                    "{} is unavailable: the worker is paused and its messages wait on the queue (none is \
+                     dead-lettered for this); it is tried again every {} s, and at once when the secret changes",
                     self.integration.name,
                     self.probe_interval.as_secs()
                 );
@@ -213,7 +213,7 @@ impl Guarded {
                 integration = self.integration.name,
                 paused_secs = open.since.elapsed().as_secs(),
                 held = open.held,
-                "{} accepts vicibridge's credentials again: the worker resumed",
+                "{} works again: the worker resumed",
                 self.integration.name
             );
         }

@@ -10,6 +10,7 @@
 
 pub mod body;
 pub mod delivery;
+pub mod health;
 pub mod metrics;
 pub mod preview;
 pub mod signing;
@@ -21,7 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
-use tracing::{error, warn};
+use tracing::warn;
 use vicibridge_core::SyncError;
 use vicibridge_core::config::{Config, WebhookConfig};
 use vicibridge_core::plan::SyncPlan;
@@ -29,6 +30,7 @@ use vicibridge_core::ports::{Applied, Crm, PreviewRequests, SecretStore};
 
 use body::{BodyContext, WebhookEvent};
 use delivery::{Endpoint, EndpointError, Outgoing};
+use health::EndpointHealth;
 pub use preview::WebhookPreview;
 use signing::SigningKeys;
 
@@ -99,6 +101,7 @@ pub struct WebhookCrm {
     cfg: WebhookConfig,
     ctx: BodyContext,
     endpoint: Endpoint,
+    health: EndpointHealth,
     secrets: Arc<dyn SecretStore>,
 }
 
@@ -113,19 +116,17 @@ impl WebhookCrm {
         let cfg = config.webhook.clone().ok_or(WebhookSetupError::MissingSection)?;
         let ctx = BodyContext::new(&cfg, config.vicidial.server_time_zone);
         let endpoint = Endpoint::new(&cfg)?;
-        Ok(WebhookCrm { cfg, ctx, endpoint, secrets })
+        let health = EndpointHealth::new(Duration::from_secs(cfg.outage_after_secs));
+        Ok(WebhookCrm { cfg, ctx, endpoint, health, secrets })
     }
 
     /// The signing keys, from the (cached) secret.
     async fn keys(&self) -> Result<SigningKeys, SyncError> {
         let doc =
             self.secrets.current().await.map_err(|e| SyncError::retryable(format!("cannot read the secret: {e}")))?;
-        SigningKeys::from_secrets(doc.webhook.as_ref()).map_err(|e| {
-            // Every event waits on the queue until an operator fixes the secret.
-            ::metrics::counter!(metrics::CRM_AUTH_ALERTS).increment(1);
-            error!("{e}");
-            SyncError::retryable(e.to_string())
-        })
+        // No usable signing secret: nothing can be sent until an operator fixes it. The
+        // worker's breaker pauses, alerts once and tries again when the secret changes.
+        SigningKeys::from_secrets(doc.webhook.as_ref()).map_err(|e| SyncError::integration(e.to_string()))
     }
 }
 
@@ -184,10 +185,10 @@ impl Crm for WebhookCrm {
                     SEND_BUDGET.as_secs(),
                     self.cfg.requests_per_second
                 ))),
-                None => self.endpoint.post(&keys, r).await.map(|_| Applied::Done),
+                None => self.health.observe(self.endpoint.post(&keys, r).await).map(|_| Applied::Done),
             };
             if let Err(e) = &result
-                && e.is_retryable()
+                && (e.is_retryable() || e.is_integration())
                 && failing.is_none()
             {
                 warn!(url = %self.endpoint.url(), webhook_id = %r.webhook_id, reason = %e.reason(), "webhook delivery failed; the rest of the batch waits for the next delivery");

@@ -8,6 +8,3 @@ pub const CRM_LATENCY_MS: &str = "CrmLatencyMs";
 /// The endpoint answered 410 Gone: it was removed and every event dead-letters until
 /// `webhook.url` is changed. Alarm on it.
 pub const WEBHOOK_ENDPOINT_GONE: &str = "WebhookEndpointGone";
-/// The signing secret is missing or malformed: nothing can be sent. The same dimension-less
-/// alert the CRM adapters raise for a refused credential (the CrmAuthAlarm watches it).
-pub const CRM_AUTH_ALERTS: &str = "CrmAuthAlerts";

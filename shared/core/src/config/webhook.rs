@@ -37,6 +37,11 @@ pub struct WebhookConfig {
     /// `recording_filename` and `recording_id`. Unset: no `recording_url` in the body.
     #[serde(default)]
     pub recording_url: Option<String>,
+    /// An endpoint that answers nothing but timeouts, 429s and 5xx for this long is down: the
+    /// sync pauses (events wait on the queue, none is dead-lettered for it) and probes it every
+    /// 30 s until it answers again.
+    #[serde(default = "default_outage_after")]
+    pub outage_after_secs: u64,
 }
 
 /// The event types of the webhook body (`type`).
@@ -96,6 +101,9 @@ fn default_batch_max() -> u32 {
 fn default_rps() -> u32 {
     10
 }
+fn default_outage_after() -> u64 {
+    60
+}
 
 /// HTTPS, or HTTP to a loopback host; no credentials, no fragment.
 pub fn url_problem(raw: &str) -> Option<String> {
@@ -152,6 +160,13 @@ impl WebhookConfig {
                 Severity::Error,
                 "timeout_secs",
                 format!("must be between 1 and {MAX_TIMEOUT_SECS} (the Lambda crm-sync has 30 seconds per batch)"),
+            );
+        }
+        if self.outage_after_secs < self.timeout_secs {
+            push(
+                Severity::Error,
+                "outage_after_secs",
+                format!("must be at least timeout_secs ({}): one slow request is not an outage", self.timeout_secs),
             );
         }
         if self.batch_max == 0 || self.batch_max > MAX_BATCH {
