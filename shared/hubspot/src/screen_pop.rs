@@ -108,7 +108,7 @@ fn unavailable(reason: String) -> PopError {
 fn from_api(e: ApiError) -> PopError {
     match e {
         ApiError::Retryable { reason, .. } => unavailable(reason),
-        ApiError::Permanent { reason } => PopError::Refused { crm: CRM, reason },
+        ApiError::Permanent { reason } | ApiError::Integration { reason } => PopError::Refused { crm: CRM, reason },
     }
 }
 

@@ -249,7 +249,7 @@ impl ScreenPop {
             return Ok(c.value.clone());
         }
         let presence = self.agents.agent_status(agent).await.map_err(|e| {
-            let alert = matches!(e, DialerError::Permanent { alert: true, .. });
+            let alert = matches!(e, DialerError::Permanent { alert: true, .. } | DialerError::Integration { .. });
             if alert {
                 tracing::error!(agent = %agent, error = %e, "screen pop: VICIdial agent_status refused: operator action needed");
             } else {
