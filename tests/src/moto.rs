@@ -209,9 +209,19 @@ async fn wait_until_up(moto: &mut Moto) -> Result<(), String> {
         if let Ok(Some(status)) = moto.child.try_wait() {
             return Err(format!("it exited with {status}; its output:\n{}", moto.log()));
         }
-        // Any HTTP answer means the server is serving.
-        if http.get(format!("{}/moto-api/", moto.endpoint)).send().await.is_ok() {
-            return Ok(());
+        // Any HTTP answer means a server is serving on the port; it is ours if our server
+        // logged this very request (another test's moto may have taken the port first).
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let probe = format!("probe-{}-{nanos}", std::process::id());
+        if http.get(format!("{}/moto-api/?{probe}", moto.endpoint)).send().await.is_ok() {
+            let logged_by = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < logged_by {
+                if moto.log().contains(&probe) {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            return Err(format!("{} is served by another process", moto.endpoint));
         }
         if Instant::now() > deadline {
             return Err(format!("no answer on {} after {STARTUP_LIMIT:?}; its output:\n{}", moto.endpoint, moto.log()));

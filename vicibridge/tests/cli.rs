@@ -52,7 +52,7 @@ fn check_config_names_the_key_and_fails() {
 }
 
 #[test]
-fn urls_prints_three_ready_to_paste_lines() {
+fn urls_prints_four_ready_to_paste_lines() {
     let dir = tempfile::tempdir().unwrap();
     let secrets = write_secrets(dir.path());
     let config = example_config();
@@ -69,7 +69,7 @@ fn urls_prints_three_ready_to_paste_lines() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(lines.len(), 4, "{stdout}");
     assert!(
         lines[0].starts_with(&format!(
             "start_call_url: {base}/vicidial/call-start?token={TOKEN}&lead_id=--A--lead_id--B--"
@@ -78,6 +78,9 @@ fn urls_prints_three_ready_to_paste_lines() {
     assert!(lines[1].starts_with(&format!("dispo_call_url: {base}/vicidial/dispo?token={TOKEN}&")));
     assert!(lines[1].contains("&dispo=--A--dispo--B--") && lines[1].contains("&talk_time=--A--talk_time--B--"));
     assert!(lines[2].starts_with(&format!("api_new_lead_url: {base}/vicidial/new-lead?token={TOKEN}&")));
+    // The screen pop has its own token (agents see it): never the ingest token.
+    assert!(lines[3].starts_with(&format!("screen_pop_url: {base}/vicidial/screen-pop?token=")), "{stdout}");
+    assert!(!lines[3].contains(TOKEN), "{stdout}");
     assert!(!stdout.contains("pass="), "never ask VICIdial for the agent's password");
 
     let out = run(&["urls", "--base-url", base, "--config", config.to_str().unwrap(), "--redact"]);
