@@ -121,7 +121,7 @@ pub async fn precheck(directory: &dyn AgentDirectory, user: &AgentUser) -> Resul
             tracing::warn!(agent = %user, error = %reason, "agent_status failed before a dial");
             Err(refusal(&DialRefusal::Unavailable(reason)))
         }
-        Err(DialerError::Permanent { reason, .. }) => {
+        Err(DialerError::Permanent { reason, .. } | DialerError::Integration { reason }) => {
             tracing::error!(agent = %user, error = %reason, "agent_status refused: operator action needed");
             Err(refusal(&DialRefusal::Setup(reason)))
         }
