@@ -85,26 +85,35 @@ impl CallLimits {
     }
 
     pub fn sqs(&self, sdk: &SdkConfig) -> aws_sdk_sqs::Client {
-        let config = aws_sdk_sqs::config::Builder::from(sdk)
+        let mut config = aws_sdk_sqs::config::Builder::from(sdk)
             .timeout_config(self.timeout_config())
-            .retry_config(self.retry_config())
-            .build();
+            .retry_config(self.retry_config());
+        if let Some(endpoint) = crate::sdk::service_endpoint("SQS") {
+            config = config.endpoint_url(endpoint);
+        }
+        let config = config.build();
         aws_sdk_sqs::Client::from_conf(config)
     }
 
     pub fn secrets_manager(&self, sdk: &SdkConfig) -> aws_sdk_secretsmanager::Client {
-        let config = aws_sdk_secretsmanager::config::Builder::from(sdk)
+        let mut config = aws_sdk_secretsmanager::config::Builder::from(sdk)
             .timeout_config(self.timeout_config())
-            .retry_config(self.retry_config())
-            .build();
+            .retry_config(self.retry_config());
+        if let Some(endpoint) = crate::sdk::service_endpoint("SECRETS_MANAGER") {
+            config = config.endpoint_url(endpoint);
+        }
+        let config = config.build();
         aws_sdk_secretsmanager::Client::from_conf(config)
     }
 
     pub fn ssm(&self, sdk: &SdkConfig) -> aws_sdk_ssm::Client {
-        let config = aws_sdk_ssm::config::Builder::from(sdk)
+        let mut config = aws_sdk_ssm::config::Builder::from(sdk)
             .timeout_config(self.timeout_config())
-            .retry_config(self.retry_config())
-            .build();
+            .retry_config(self.retry_config());
+        if let Some(endpoint) = crate::sdk::service_endpoint("SSM") {
+            config = config.endpoint_url(endpoint);
+        }
+        let config = config.build();
         aws_sdk_ssm::Client::from_conf(config)
     }
 }

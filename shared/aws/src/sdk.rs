@@ -5,7 +5,9 @@
 //! credential chain (profiles, web identity, ECS, IMDS) and a second HTTPS client whose
 //! construction parses the root certificates once per SDK client. Lambda gives credentials
 //! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) and `AWS_REGION` in the
-//! environment; `AWS_ENDPOINT_URL` (tests: moto) is honoured for every service.
+//! environment; `AWS_ENDPOINT_URL` (tests: moto) is honoured for every service, and
+//! `AWS_ENDPOINT_URL_<SERVICE>` (`SQS`, `SECRETS_MANAGER`, `SSM`) for one, as the SDK's own
+//! configuration loader does.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -40,6 +42,11 @@ pub fn sdk_config() -> &'static SdkConfig {
         builder.set_endpoint_url(env_value("AWS_ENDPOINT_URL"));
         builder.build()
     })
+}
+
+/// `AWS_ENDPOINT_URL_<service>` when set: one service's endpoint (a VPC endpoint, a test fault).
+pub fn service_endpoint(service: &str) -> Option<String> {
+    env_value(&format!("AWS_ENDPOINT_URL_{service}"))
 }
 
 fn env_value(name: &str) -> Option<String> {
