@@ -4,6 +4,7 @@ pub mod browser;
 pub mod call_urls;
 pub mod faults;
 pub mod hubspot_sim;
+pub mod log_capture;
 pub mod moto;
 pub mod oauth_sim;
 pub mod runtime_api;

@@ -3,9 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -16,32 +15,6 @@ use vicibridge_tests::hubspot_sim::HubspotSim;
 
 const INGEST: &str = "tok-hs-e2e-5f1c2d";
 const HS_TOKEN: &str = "pat-na1-e2e-9a8b7c6d5e4f";
-
-/// Everything any test of this binary logged (the subscriber is process-wide).
-fn captured() -> &'static Arc<Mutex<Vec<u8>>> {
-    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    BUF.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = buf.clone();
-        let _ = tracing_subscriber::fmt()
-            .json()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_writer(move || Capture(writer.clone()))
-            .try_init();
-        buf
-    })
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-impl Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 struct Running {
     base: String,
@@ -61,7 +34,7 @@ impl Running {
 }
 
 async fn start_serve(config: &str) -> Running {
-    captured();
+    vicibridge_tests::log_capture::start();
     let config = Config::from_toml(config).unwrap();
     let secrets = FileSecrets::from_json(&format!(
         r#"{{"ingest_tokens":["{INGEST}"],"hubspot":{{"access_token":"{HS_TOKEN}"}}}}"#
@@ -186,7 +159,7 @@ async fn vicidial_urls_through_serve_end_in_hubspot() {
     let data = serve.stop().await;
     // Nothing left on the queue or in the dead-letter table.
     let db = std::fs::read(data.path().join("crm-events.db")).unwrap_or_default();
-    let log = String::from_utf8_lossy(&captured().lock().unwrap()).to_string();
+    let log = vicibridge_tests::log_capture::text();
     assert!(log.contains("synced"), "the worker logged its work");
     for secret in [HS_TOKEN, INGEST, "agentpw"] {
         assert!(!log.contains(secret), "{secret} leaked into the log");

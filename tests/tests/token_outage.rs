@@ -8,10 +8,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -29,35 +28,9 @@ const HS_NEW_TOKEN: &str = "pat-na1-outage-new-22bb";
 const SF_NEW_REFRESH: &str = "sim-refresh-token-after-outage-93";
 const BURST: usize = 400;
 
-/// Everything logged in this test process (nextest runs each test in its own process).
-fn captured() -> &'static Arc<Mutex<Vec<u8>>> {
-    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    BUF.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = buf.clone();
-        let _ = tracing_subscriber::fmt()
-            .json()
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || Capture(writer.clone()))
-            .try_init();
-        buf
-    })
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-impl Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Log lines at `level` whose message contains `text`.
 fn logged(level: &str, text: &str) -> usize {
-    let log = String::from_utf8_lossy(&captured().lock().unwrap()).to_string();
+    let log = vicibridge_tests::log_capture::text();
     log.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["level"] == level && v["fields"]["message"].as_str().is_some_and(|m| m.contains(text)))
@@ -73,7 +46,7 @@ struct Served {
 
 impl Served {
     async fn start(config: &str, secrets_path: &Path, data: &Path) -> Served {
-        captured();
+        vicibridge_tests::log_capture::start();
         let config = Config::from_toml(config).unwrap();
         let listen: SocketAddr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         // The default TTL (30 s): a fix is picked up because the file changed, not by the TTL.
@@ -272,7 +245,7 @@ async fn on_lambda_a_revoked_token_returns_the_batch_with_a_long_visibility_and_
     use vicibridge_runtime::{CrmSync, Guarded, Hold, Integration};
     use vicibridge_tests::moto::Moto;
 
-    captured();
+    vicibridge_tests::log_capture::start();
     let moto = Moto::start().await;
     // A redrive as small as the test's outage is long: a paused delivery must not reach it.
     let (queue_url, dlq_url) = moto.create_queue_with_dlq("crm-events", 3).await;
