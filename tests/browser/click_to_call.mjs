@@ -2,7 +2,8 @@
 // - HubSpot: a host page at https://app.hubspot.test plays HubSpot's side of the calling
 //   extensions protocol (SYNC until SYNC_ACK, then DIAL_NUMBER), the widget loads the real SDK
 //   package (served for the configured CDN URL from node_modules, checked by SRI), the agent
-//   signs in through the popup (OAuth simulator), and a click dials.
+//   signs in through the popup (OAuth simulator), a click dials, and the widget reports the call
+//   answered and ended as the agent's VICIdial state moves.
 // - Salesforce: a host page on the org's origin frames the softphone, which loads the org's
 //   opencti_min.js (simulator); the host fires onClickToDial.
 // - Plain /dialer?phone=…&record_id=… dials and closes itself.
@@ -102,6 +103,15 @@ async function signIn(page, frame, button) {
   result.hubspotQueued = await widgetState(frame);
   await page.locator('iframe').screenshot({ path: screenshots + '/click-to-call-hubspot-calling.png' });
   result.outgoingCall = await until('OUTGOING_CALL_STARTED', () => page.evaluate(() => window.received.find((m) => m.type === 'OUTGOING_CALL_STARTED')));
+  // The test moves the agent in the VICIdial simulator (in call, then free): the widget follows
+  // through GET /agent/state and moves HubSpot's call bar along.
+  const sent = (type) => () => page.evaluate((t) => window.received.find((m) => m.type === t), type);
+  result.callAnswered = await until('CALL_ANSWERED', sent('CALL_ANSWERED'), 30000);
+  await until('on-call state', async () => (await widgetState(frame)).state === 'on-call');
+  await page.locator('iframe').screenshot({ path: screenshots + '/click-to-call-hubspot-on-call.png' });
+  result.callEnded = await until('CALL_ENDED', sent('CALL_ENDED'), 30000);
+  result.callCompleted = await until('CALL_COMPLETED', sent('CALL_COMPLETED'));
+  await until('ready after the call', async () => (await widgetState(frame)).state === 'ready');
   await page.evaluate(() => window.dialNumber({ phoneNumber: 'not a number', objectId: 52, objectType: 'CONTACT' }));
   await until('error state', async () => (await widgetState(frame)).state === 'error');
   result.hubspotError = await widgetState(frame);

@@ -15,6 +15,7 @@ use vicibridge_local::serve::{ServeOptions, serve};
 use vicibridge_runtime::click_to_call::session::AgentSession;
 use vicibridge_tests::hubspot_sim::HubspotSim;
 use vicibridge_tests::oauth_sim::{self, OAuthSim};
+use vicibridge_tests::salesforce_sim::{self, SalesforceSim};
 use vicibridge_tests::vicidial_sim::{SimAgentState, SimUser, VicidialSim};
 
 const KEY: &str = "session-key-0123456789abcdef0123456789";
@@ -101,7 +102,12 @@ frame_ancestors = ["{crm}"]
         "agent_session_keys": [KEY],
         "vicidial": { "api_user": "6666", "api_pass": "1234" },
         "hubspot": { "client_secret": oauth_sim::CLIENT_SECRET, "access_token": HS_TOKEN },
-        "salesforce": { "organization_id": oauth_sim::ORG_ID }
+        "salesforce": {
+            "organization_id": oauth_sim::ORG_ID,
+            "client_id": salesforce_sim::CLIENT_ID,
+            "client_secret": salesforce_sim::CLIENT_SECRET,
+            "refresh_token": salesforce_sim::REFRESH_TOKEN
+        }
     });
     let options = ServeOptions {
         config,
@@ -291,6 +297,66 @@ async fn forged_expired_or_missing_sessions_never_reach_vicidial() {
         assert!(answer["message"].as_str().unwrap().contains(words), "{what}: {answer}");
     }
     assert!(s.vici.requests().is_empty(), "VICIdial was called: {:?}", s.vici.requests());
+    s.stop().await;
+}
+
+async fn call_state(base: &str, bearer: Option<&str>) -> (u16, serde_json::Value) {
+    let mut req = client().get(format!("{base}/agent/state"));
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+/// `GET /agent/state` (what the HubSpot widget follows a dialled call with): the agent's VICIdial
+/// state as one word, only for a valid session, and only about the session's own agent.
+#[tokio::test]
+async fn the_call_state_follows_the_agents_vicidial_state() {
+    let s = start("").await;
+    let bearer = session("1000");
+    let steps: [(SimAgentState, &str); 5] = [
+        (SimAgentState::Paused, "free"),
+        (SimAgentState::Queue { lead_id: 31 }, "ringing"),
+        (SimAgentState::InCall { lead_id: 31, customer_gone: false }, "on_call"),
+        (SimAgentState::InCall { lead_id: 31, customer_gone: true }, "ended"),
+        (SimAgentState::Dispo { lead_id: 31 }, "ended"),
+    ];
+    for (state, want) in steps {
+        s.vici.set_agent_state("1000", state.clone());
+        let (status, answer) = call_state(&s.base, Some(&bearer)).await;
+        assert_eq!((status, answer["state"].as_str()), (200, Some(want)), "{state:?}: {answer}");
+    }
+    s.vici.log_out_agent("1000");
+    let (_, answer) = call_state(&s.base, Some(&bearer)).await;
+    assert_eq!(answer["state"], "logged_out");
+    // Agent 1000's session asks about 1000 only; agent 1001 was in a call all along.
+    s.vici.set_agent_state("1001", SimAgentState::InCall { lead_id: 40, customer_gone: false });
+    let asked: Vec<String> = s
+        .vici
+        .requests()
+        .iter()
+        .filter(|r| r.param("function") == "agent_status")
+        .map(|r| r.param("agent_user").to_owned())
+        .collect();
+    assert!(asked.iter().all(|u| u == "1000"), "{asked:?}");
+    let before = s.vici.requests().len();
+    for bearer in [
+        None,
+        Some("not-a-token".to_owned()),
+        Some(session_for(
+            "1000",
+            CrmUserKind::Hubspot,
+            "424242",
+            "another-key-0123456789abcdef0123456789",
+            Duration::from_secs(60),
+        )),
+    ] {
+        let (status, answer) = call_state(&s.base, bearer.as_deref()).await;
+        assert_eq!((status, answer["code"].as_str()), (401, Some("sign_in")), "{answer}");
+    }
+    assert_eq!(s.vici.requests().len(), before, "an unsigned request reached VICIdial");
     s.stop().await;
 }
 
@@ -499,7 +565,23 @@ async fn in_a_real_browser_every_surface_dials_and_the_call_is_one_crm_record() 
         "screenshots": vicibridge_tests::browser::screenshot_dir(),
         "hubspotContact": contact,
     });
-    let r = vicibridge_tests::browser::run("click_to_call.mjs", &input).await;
+    // VICIdial's agent screen places the HubSpot dial: the agent is in the call, then free
+    // again. Each state is set before counting the widget's polls, so the next poll sees it.
+    let follow_the_call = async {
+        let vici = &s.vici;
+        let polls = || {
+            vici.requests()
+                .iter()
+                .filter(|r| r.param("function") == "agent_status" && r.param("agent_user") == "1000")
+                .count()
+        };
+        wait_for("the HubSpot dial", || !vici.external_dials().is_empty()).await;
+        vici.set_agent_state("1000", SimAgentState::InCall { lead_id: 31, customer_gone: false });
+        let before = polls();
+        wait_for("the widget asking during the call", || polls() > before).await;
+        vici.set_agent_state("1000", SimAgentState::Paused);
+    };
+    let (r, ()) = tokio::join!(vicibridge_tests::browser::run("click_to_call.mjs", &input), follow_the_call);
 
     // HubSpot: handshake, sign-in, a click dials; a bad number is an error HubSpot shows.
     assert_eq!(r["hubspotQueued"]["state"], "queued", "{r:#}");
@@ -507,6 +589,14 @@ async fn in_a_real_browser_every_surface_dials_and_the_call_is_one_crm_record() 
     assert!(outgoing["externalCallId"].as_str().unwrap().starts_with("vb-"), "{outgoing}");
     // The VICIdial call is logged by the sync: HubSpot is not asked to create an engagement.
     assert_eq!(outgoing["createEngagement"], false, "{outgoing}");
+    // HubSpot's call bar follows the VICIdial call: answered, then ended and completed, all for
+    // this call id and still without an engagement of HubSpot's own.
+    let id = &outgoing["externalCallId"];
+    assert_eq!(r["callAnswered"]["data"]["externalCallId"], *id, "{r:#}");
+    assert_eq!(r["callEnded"]["data"]["externalCallId"], *id, "{r:#}");
+    assert_eq!(r["callEnded"]["data"]["callEndStatus"], "COMPLETED", "{r:#}");
+    assert_eq!(r["callCompleted"]["data"]["externalCallId"], *id, "{r:#}");
+    assert!(r["callCompleted"]["data"].get("engagementId").is_none(), "{r:#}");
     assert_eq!(r["hubspotError"]["state"], "error");
     assert!(r["hubspotErrorMessage"]["data"]["message"].as_str().unwrap().contains("cannot be dialled"), "{r:#}");
     // Salesforce: click-to-dial enabled, a click dials; no saveLog (the sync writes the Task).
@@ -552,6 +642,53 @@ async fn in_a_real_browser_every_surface_dials_and_the_call_is_one_crm_record() 
     assert_eq!(props["hubspot_owner_id"], "77");
     assert_eq!(hubspot.associated("calls", &id, "contacts"), vec![(contact.clone(), 194)]);
     s.stop().await;
+}
+
+/// Salesforce, without a browser: a click on a Contact dials with the Contact id as `vendor_id`,
+/// VICIdial finds the lead by it, and the call ends as exactly one Task carrying the `uniqueid`,
+/// owned by the agent's Salesforce user from `[agents]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_salesforce_click_ends_as_one_task_with_the_uniqueid() {
+    let salesforce = SalesforceSim::start().await;
+    let contact = salesforce.insert("Contact", serde_json::json!({"LastName": "Lovelace", "Phone": "(727) 555-1212"}));
+    let crm_sections = format!(
+        "[crm]\nkind = \"salesforce\"\n[salesforce]\nlogin_url = \"{}\"\n[queue]\nbatching_window_ms = 50\n[dispositions.SALE]\nlead_status = \"Closed - Converted\"",
+        salesforce.base
+    );
+    let s = start_with("", "sdk_url = \"{base}/sdk/main.js\"\nsdk_integrity = \"sha384-ztFiRzNEVlkWI98os9f529Yvn2lPKLrCYTYcawYhuUuAUXUYcLKFEIL5/0h9/SXD\"", &crm_sections).await;
+    let agent = session_for("1000", CrmUserKind::Salesforce, SF_USER, KEY, Duration::from_secs(3600));
+    let click = serde_json::json!({"phone": "(727) 555-1212", "record_id": contact, "record_type": "Contact"});
+    let (status, answer) = dial(&s.base, Some(&agent), click).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["ok"], true, "{answer}");
+    let dials: Vec<(String, String, String)> =
+        s.vici.external_dials().into_iter().map(|d| (d.agent_user, d.value, d.vendor_id)).collect();
+    assert_eq!(dials, vec![("1000".to_owned(), "7275551212".to_owned(), contact.clone())]);
+
+    // VICIdial places the call with the lead it found by vendor_lead_code, then the agent
+    // dispositions it; a second Dispo URL (an agent re-dispositioning) must not add a Task.
+    let call = format!(
+        "token={INGEST}&lead_id=32&vendor_lead_code={contact}&phone_code=1&phone_number=7275551212&user=1000&campaign=TESTCAMP&uniqueid=1795298990.12&epoch=1795298990"
+    );
+    let dispo = format!("{call}&dispo=SALE&talk_time=42");
+    for (path, query) in [("call-start", &call), ("dispo", &dispo), ("dispo", &dispo)] {
+        let r = client().get(format!("{}/vicidial/{path}?{query}", s.base)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    wait_for("the dispositioned Task", || {
+        salesforce.tasks_with_key("1795298990.12").first().is_some_and(|(_, t)| t["Status"] == "Completed")
+    })
+    .await;
+    // Let the duplicate Dispo URL run before looking at the end state.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.stop().await;
+    let tasks = salesforce.tasks_with_key("1795298990.12");
+    assert_eq!(salesforce.count("Task"), 1, "one Task per call: {tasks:#?}");
+    let task = &tasks[0].1;
+    assert_eq!(task["WhoId"], serde_json::json!(contact));
+    assert_eq!(task["OwnerId"], SF_USER);
+    assert_eq!(task["CallDurationInSeconds"], 42);
+    assert_eq!(task["TaskSubtype"], "Call");
 }
 
 /// The shared handler with a budget (the Lambda's `VICIBRIDGE_INGEST_BUDGET_MS`), against a

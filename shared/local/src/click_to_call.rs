@@ -1,5 +1,5 @@
 //! The click-to-call routes of `vicibridge serve`: the dialer pages, agent sign-in and
-//! `POST /agent/dial`, handed to the shared handler (`vicibridge_runtime::click_to_call`).
+//! `POST /agent/dial` / `GET /agent/state`, handed to the shared handler (`vicibridge_runtime::click_to_call`).
 
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ type Handler = Option<Arc<ClickToCall>>;
 pub fn routes(handler: Handler) -> Router {
     Router::new()
         .route("/agent/dial", post(route))
+        .route("/agent/state", get(route))
         .route("/agent/oauth/{crm}/{step}", get(route))
         .route("/dialer", get(route))
         .route("/dialer/{page}", get(route))

@@ -1,8 +1,10 @@
 //! Click-to-call: the dialer pages (`GET /dialer/hubspot`, `/dialer/salesforce`, `/dialer`),
-//! agent sign-in (`GET /agent/oauth/{crm}/start|callback`) and the dial API (`POST /agent/dial`).
+//! agent sign-in (`GET /agent/oauth/{crm}/start|callback`), the dial API (`POST /agent/dial`) and
+//! the agent's call state (`GET /agent/state`, followed by the HubSpot widget).
 //! One framework-neutral handler; `serve` and the `click-to-call` Lambda only translate types.
 //! Facts: `shared/reference/crm-ui-and-backfill.md` §A, `vicidial.md` §9.
 
+pub mod call_state;
 pub mod dial;
 pub mod oauth;
 pub mod pages;
@@ -22,6 +24,7 @@ use vicibridge_vicidial::agent_api::{AgentApi, AgentApiError, AgentApiOptions, A
 
 use crate::budget::AGENT_REQUEST;
 
+use self::call_state::{CallState, StateAnswer};
 use self::dial::{DialAnswer, DialRequest, RateLimit};
 use self::pages::Surface;
 use self::session::{AgentSession, SessionError};
@@ -101,6 +104,7 @@ pub struct ClickToCall {
     agent_api: AgentApi,
     http: reqwest::Client,
     limit: RateLimit,
+    polls: RateLimit,
     region: phonenumber::country::Id,
     budget: Duration,
 }
@@ -143,6 +147,7 @@ impl ClickToCall {
             agent_api,
             http,
             limit: RateLimit::new(c.dials_per_minute),
+            polls: RateLimit::new(call_state::POLLS_PER_MINUTE),
             region,
             budget: AGENT_REQUEST.default,
         }))
@@ -159,6 +164,7 @@ impl ClickToCall {
         let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
         match (req.method, segments.as_slice()) {
             ("POST", ["agent", "dial"]) => self.dial(&req).await,
+            ("GET", ["agent", "state"]) => self.state(&req).await,
             ("GET", ["dialer"]) => self.page(Surface::Plain),
             ("GET", ["dialer", "hubspot"]) => self.page(Surface::Hubspot),
             ("GET", ["dialer", "salesforce"]) => self.page(Surface::Salesforce),
@@ -407,13 +413,13 @@ impl ClickToCall {
         )
     }
 
-    async fn dial(&self, req: &AgentRequest<'_>) -> AgentResponse {
-        let answer = self.dial_answer(req).await;
-        AgentResponse::json(&answer)
-    }
-
-    async fn dial_answer(&self, req: &AgentRequest<'_>) -> DialAnswer {
-        let deadline = Instant::now() + self.budget;
+    /// The agent's verified session from the `Authorization: Bearer` header.
+    async fn signed_in(
+        &self,
+        req: &AgentRequest<'_>,
+        deadline: Instant,
+        what: &str,
+    ) -> Result<AgentSession, DialAnswer> {
         let bearer = req
             .headers
             .get(http::header::AUTHORIZATION)
@@ -424,26 +430,73 @@ impl ClickToCall {
         let doc = match timeout_at(deadline, self.secrets.current()).await {
             Ok(Ok(d)) => d,
             Ok(Err(e)) => {
-                warn!(error = %e, "cannot read secrets for a dial");
-                return DialAnswer::refused(503, "unavailable", "vicibridge is not ready. Try again in a moment.");
+                warn!(error = %e, what, "cannot read secrets for an agent request");
+                return Err(DialAnswer::refused(503, "unavailable", "vicibridge is not ready. Try again in a moment."));
             }
             Err(_) => {
-                warn!(budget_ms = self.budget.as_millis(), "secrets not read within the dial budget");
-                return DialAnswer::refused(503, "unavailable", "vicibridge is not ready. Try again in a moment.");
+                warn!(budget_ms = self.budget.as_millis(), what, "secrets not read within the request budget");
+                return Err(DialAnswer::refused(503, "unavailable", "vicibridge is not ready. Try again in a moment."));
             }
         };
-        let s = match AgentSession::verify(&doc.agent_session_keys, bearer) {
+        AgentSession::verify(&doc.agent_session_keys, bearer).map_err(|e| {
+            warn!(error = %e, what, "agent request refused: no valid agent session");
+            metrics::counter!(crate::metrics::CLICK_TO_CALL, "result" => "sign_in").increment(1);
+            let message = match e {
+                SessionError::Expired => "Your session has expired. Sign in again.",
+                SessionError::NoKey => "Click-to-call is not set up on the server. Ask your admin.",
+                _ => "Sign in to dial.",
+            };
+            DialAnswer::refused(401, "sign_in", message)
+        })
+    }
+
+    /// `GET /agent/state`: one `agent_status` for the session's agent, as a [`CallState`].
+    async fn state(&self, req: &AgentRequest<'_>) -> AgentResponse {
+        let deadline = Instant::now() + self.budget;
+        let s = match self.signed_in(req, deadline, "state").await {
             Ok(s) => s,
-            Err(e) => {
-                warn!(error = %e, "dial refused: no valid agent session");
-                metrics::counter!(crate::metrics::CLICK_TO_CALL, "result" => "sign_in").increment(1);
-                let message = match e {
-                    SessionError::Expired => "Your session has expired. Sign in again.",
-                    SessionError::NoKey => "Click-to-call is not set up on the server. Ask your admin.",
-                    _ => "Sign in to dial.",
-                };
-                return DialAnswer::refused(401, "sign_in", message);
+            Err(refused) => return AgentResponse::json(&refused),
+        };
+        if !self.polls.allow(&s.agent_label()) {
+            return AgentResponse::json(&DialAnswer::refused(429, "rate_limited", "Asking too often."));
+        }
+        // An alt_user session has no VICIdial user name to ask about (only VICIdial knows it).
+        let Ok(user) = s.sub.parse::<AgentUser>() else {
+            return AgentResponse::json(&DialAnswer::refused(
+                409,
+                "unknown_agent",
+                "The call state is not available for this sign-in.",
+            ));
+        };
+        let state = match timeout_at(deadline, self.directory.agent_status(&user)).await {
+            Ok(Ok(presence)) => CallState::of(&presence),
+            Ok(Err(e)) => {
+                warn!(agent = %user, error = %e, "agent_status failed for the call state");
+                return AgentResponse::json(&DialAnswer::refused(503, "unavailable", "VICIdial did not answer."));
             }
+            Err(_) => {
+                return AgentResponse::json(&DialAnswer::refused(
+                    503,
+                    "unavailable",
+                    "VICIdial did not answer in time.",
+                ));
+            }
+        };
+        let body = serde_json::to_string(&StateAnswer { ok: true, state }).unwrap_or_else(|_| "{\"ok\":false}".into());
+        let headers = vec![("cache-control", "no-store".to_owned()), ("referrer-policy", "no-referrer".to_owned())];
+        AgentResponse::new(200, "application/json", body, headers)
+    }
+
+    async fn dial(&self, req: &AgentRequest<'_>) -> AgentResponse {
+        let answer = self.dial_answer(req).await;
+        AgentResponse::json(&answer)
+    }
+
+    async fn dial_answer(&self, req: &AgentRequest<'_>) -> DialAnswer {
+        let deadline = Instant::now() + self.budget;
+        let s = match self.signed_in(req, deadline, "dial").await {
+            Ok(s) => s,
+            Err(refused) => return refused,
         };
         let request: DialRequest = match serde_json::from_slice(req.body) {
             Ok(r) if req.body.len() <= MAX_BODY_BYTES => r,

@@ -13,7 +13,7 @@
     const s = $('status');
     if (!s) return;
     s.textContent = status;
-    s.className = { ready: 'ready', dialling: 'busy', queued: 'ready', done: 'ready', error: 'error', 'signed-out': '' }[state] || '';
+    s.className = { ready: 'ready', dialling: 'busy', 'on-call': 'busy', queued: 'ready', done: 'ready', error: 'error', 'signed-out': '' }[state] || '';
     $('detail').textContent = detail || '';
     const actions = $('actions');
     actions.replaceChildren();
@@ -57,6 +57,12 @@
   }
   let memory = null;
   const current = () => session() || memory;
+
+  // Following a dialled call (HubSpot): ask every 3 s; a dial the agent screen has not placed
+  // after 30 s failed; stop following after 4 hours whatever happens.
+  const POLL_MS = 3000;
+  const NOT_PLACED_MS = 30000;
+  const FOLLOW_MAX_MS = 4 * 3600 * 1000;
 
   const crms = (body.dataset.signIn || '').split(' ').filter(Boolean);
   const names = { hubspot: 'HubSpot', salesforce: 'Salesforce' };
@@ -133,14 +139,65 @@
             // The VICIdial call is logged by vicibridge's sync (keyed by its uniqueid): HubSpot
             // must not create a second call record for it.
             cti.outgoingCall({ externalCallId: answer.dial_id, toNumber: String(data.phoneNumber || ''), callStartTime: Date.now(), createEngagement: false });
+            follow(answer.dial_id, String(data.phoneNumber || ''));
           } else {
             cti.sendError({ message: answer.message });
           }
         },
-        onEndCall: () => ready(),
+        // HubSpot's end button cannot hang up VICIdial's call: stop following it and say where.
+        onEndCall: () => {
+          if (followed) end(followed, followed.answered ? 'COMPLETED' : 'CANCELED');
+          ready();
+        },
         defaultEventHandler: () => {},
       },
     });
+    // VICIdial places the call from the agent screen, so HubSpot's call bar learns how it goes
+    // from VICIdial's agent state: answered, then ended (hung up or dispositioning).
+    let followed = null;
+    function end(call, status) {
+      clearTimeout(call.timer);
+      if (followed === call) followed = null;
+      cti.callEnded({ externalCallId: call.id, callEndStatus: status });
+      cti.callCompleted({ externalCallId: call.id, hideWidget: false });
+    }
+    function follow(id, phone) {
+      if (followed) end(followed, 'CANCELED');
+      const call = { id, phone, started: Date.now(), seen: false, answered: false, timer: 0 };
+      followed = call;
+      const poll = async () => {
+        if (followed !== call) return;
+        let state = null;
+        const s = current();
+        if (!s) { end(call, 'CANCELED'); signedOut('Your session has ended.'); return; }
+        try {
+          const r = await fetch('/agent/state', { headers: { authorization: 'Bearer ' + s.session } });
+          const a = await r.json();
+          if (r.status === 401) { end(call, 'CANCELED'); forget(); signedOut(a.message); return; }
+          if (a.ok) state = a.state;
+        } catch (e) { /* vicibridge or VICIdial did not answer: ask again */ }
+        if (followed !== call) return;
+        const waited = Date.now() - call.started;
+        if (state === 'ringing') call.seen = true;
+        if (state === 'on_call') {
+          call.seen = true;
+          if (!call.answered) {
+            call.answered = true;
+            cti.callAnswered({ externalCallId: id });
+            show('on-call', 'On the call with ' + phone, 'Hang up and disposition on your VICIdial agent screen.',
+              [['Sign out', () => { forget(); signedOut(); }, 'secondary']]);
+          }
+        }
+        const over = state === 'ended' || state === 'logged_out' || (state === 'free' && call.seen);
+        if (over || (state === 'free' && waited > NOT_PLACED_MS) || waited > FOLLOW_MAX_MS) {
+          end(call, call.answered ? 'COMPLETED' : state === 'logged_out' || !call.seen ? 'FAILED' : 'NO_ANSWER');
+          ready();
+          return;
+        }
+        call.timer = setTimeout(poll, POLL_MS);
+      };
+      call.timer = setTimeout(poll, POLL_MS);
+    }
     onSignedIn = () => { cti.userLoggedIn(); ready(); };
     show('loading', 'Connecting to HubSpot…', '');
     return;
