@@ -9,4 +9,5 @@ pub mod moto;
 pub mod oauth_sim;
 pub mod runtime_api;
 pub mod salesforce_sim;
+pub mod url_log_sim;
 pub mod vicidial_sim;

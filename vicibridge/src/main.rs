@@ -7,8 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod dlq_cmd;
 mod hubspot_setup;
 mod webhook_test;
+mod queue_cmd;
+mod queue_target;
+mod reconcile_cmd;
 
 // Measured under `serve` load: glibc's allocator spent about a tenth of the HTTP threads'
 // time in malloc/free, mostly freeing on one thread what another allocated (BENCHMARKS.md).
@@ -71,6 +75,15 @@ enum Command {
         #[arg(long)]
         redact: bool,
     },
+    /// Read VICIdial's URL log and replay the Start/Dispo/New Lead URLs that never reached
+    /// vicibridge (through the normal ingest: a replay of something applied is a no-op).
+    Reconcile(reconcile_cmd::ReconcileArgs),
+    /// Queue tools: `vicibridge queue status`.
+    #[command(subcommand)]
+    Queue(queue_cmd::QueueCommand),
+    /// Dead letters: `vicibridge dlq list|show|replay|purge`.
+    #[command(subcommand)]
+    Dlq(dlq_cmd::DlqCommand),
     /// HubSpot tools: `vicibridge hubspot setup` creates the custom properties.
     #[command(subcommand)]
     Hubspot(hubspot_setup::HubspotCommand),
@@ -248,6 +261,14 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("screen_pop_url: {}", screen_pop_url(&base_url, &pop_token));
             Ok(())
         }
+        Command::Reconcile(args) => {
+            let _log = init_logging(LogFormat::Text);
+            let config = load_config(&args.config)?;
+            let secrets = secrets(args.secrets.as_deref())?;
+            reconcile_cmd::run(args, config, secrets).await
+        }
+        Command::Queue(command) => queue_cmd::run(command).await,
+        Command::Dlq(command) => dlq_cmd::run(command).await,
         Command::Hubspot(hubspot_setup::HubspotCommand::Setup { config, secrets: secrets_path }) => {
             let config = load_config(&config)?;
             hubspot_setup::setup(&config, secrets(secrets_path.as_deref())?).await

@@ -9,5 +9,6 @@ pub mod sdk;
 pub mod secret_writer;
 pub mod secrets_manager;
 pub mod sqs;
+pub mod sqs_admin;
 
 pub use vicibridge_vicidial::CallUrl;

@@ -63,6 +63,12 @@ pub struct SecretDoc {
 pub struct VicidialSecrets {
     pub api_user: String,
     pub api_pass: Secret,
+    /// The user `vicibridge reconcile` reads the URL Log Report as (user level above 6,
+    /// "view reports", the report allowed for its user group).
+    #[serde(default)]
+    pub reports_user: Option<String>,
+    #[serde(default)]
+    pub reports_pass: Option<Secret>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -123,6 +129,7 @@ impl SecretDoc {
             .collect();
         if let Some(v) = &self.vicidial {
             out.push(v.api_pass.expose());
+            out.extend(v.reports_pass.as_ref().map(Secret::expose));
         }
         if let Some(h) = &self.hubspot {
             out.extend([&h.access_token, &h.client_secret, &h.webhook_token].into_iter().flatten().map(Secret::expose));

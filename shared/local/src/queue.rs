@@ -86,8 +86,8 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
 /// deletes the file anyway.
 const WAL_SIZE_LIMIT_BYTES: i64 = (INLINE_CHECKPOINT_PAGES as i64 + 4096) * (4096 + 24) + 32;
 
-/// `PRAGMA user_version` of the schema below.
-const SCHEMA_VERSION: i64 = 1;
+/// `PRAGMA user_version` of the schema below plus the migrations after it.
+const SCHEMA_VERSION: i64 = 2;
 
 /// `seq` is the rowid; receipts also carry `message_id` because SQLite may reuse the rowid of
 /// a deleted last row, and a stale receipt must never match a newer message.
@@ -116,6 +116,16 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     failed_at_ms  INTEGER NOT NULL
 );
 PRAGMA user_version = 1;
+COMMIT;
+";
+
+/// Version 2: a dead letter replayed onto the queue keeps its row, marked with the time, so a
+/// key's dead letters are its reason history (`vicibridge dlq show`) and a second replay finds
+/// nothing left to replay.
+const MIGRATE_2: &str = "
+BEGIN IMMEDIATE;
+ALTER TABLE dead_letters ADD COLUMN replayed_at_ms INTEGER;
+PRAGMA user_version = 2;
 COMMIT;
 ";
 
@@ -238,6 +248,46 @@ pub struct DeadLetter {
     pub receive_count: u32,
     pub sent_at: DateTime<Utc>,
     pub failed_at: DateTime<Utc>,
+    /// When it was put back on the queue (`vicibridge dlq replay`); `None`: still dead.
+    pub replayed_at: Option<DateTime<Utc>>,
+}
+
+/// Which dead letters an operator command works on. The default: every one not replayed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeadLetterFilter {
+    /// Exactly this idempotency key.
+    pub key: Option<String>,
+    /// Reason containing this text (case-insensitive).
+    pub reason_contains: Option<String>,
+    /// Dead-lettered at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Also the dead letters replayed already (a key's history).
+    pub include_replayed: bool,
+}
+
+impl DeadLetterFilter {
+    fn sql(&self, head: &str) -> (String, Vec<rusqlite::types::Value>) {
+        use rusqlite::types::Value;
+        let mut clauses = Vec::new();
+        let mut args = Vec::new();
+        if let Some(key) = &self.key {
+            args.push(Value::Text(key.clone()));
+            clauses.push(format!("key = ?{}", args.len()));
+        }
+        if let Some(text) = &self.reason_contains {
+            args.push(Value::Text(text.to_lowercase()));
+            clauses.push(format!("instr(lower(reason), ?{}) > 0", args.len()));
+        }
+        if let Some(since) = self.since {
+            args.push(Value::Integer(since.timestamp_millis()));
+            clauses.push(format!("failed_at_ms >= ?{}", args.len()));
+        }
+        if !self.include_replayed {
+            clauses.push("replayed_at_ms IS NULL".to_owned());
+        }
+        let sql = if clauses.is_empty() { head.to_owned() } else { format!("{head} WHERE {}", clauses.join(" AND ")) };
+        (sql, args)
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -423,25 +473,85 @@ impl SqliteQueue {
         Ok(stale)
     }
 
-    /// Every dead letter, oldest first.
+    /// Every dead letter not replayed, oldest first.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, LocalQueueError> {
+        self.dead_letters_where(DeadLetterFilter::default()).await
+    }
+
+    /// The dead letters `filter` selects, oldest first.
+    pub async fn dead_letters_where(&self, filter: DeadLetterFilter) -> Result<Vec<DeadLetter>, LocalQueueError> {
+        self.call(Kind::Other, move |conn, _| {
+            let (sql, args) = filter.sql(
+                "SELECT message_id, key, body, reason, receive_count, sent_at_ms, failed_at_ms, replayed_at_ms
+                 FROM dead_letters",
+            );
+            conn.prepare(&format!("{sql} ORDER BY seq"))?
+                .query_map(rusqlite::params_from_iter(args.iter()), |row| {
+                    Ok(DeadLetter {
+                        message_id: row.get(0)?,
+                        key: row.get(1)?,
+                        body: row.get(2)?,
+                        reason: row.get(3)?,
+                        receive_count: row.get(4)?,
+                        sent_at: timestamp(row.get(5)?),
+                        failed_at: timestamp(row.get(6)?),
+                        replayed_at: row.get::<_, Option<i64>>(7)?.map(timestamp),
+                    })
+                })?
+                .collect()
+        })
+        .await
+    }
+
+    /// Puts up to [`MAX_ROWS_PER_TRANSACTION`] dead letters that `filter` selects back on the
+    /// queue (visible now, receive count 0, same key and body, the dead-letter reason as last
+    /// failure) and marks them replayed, in one transaction. Returns how many; call again
+    /// until 0. A replayed dead letter is never selected again.
+    pub async fn replay_dead_letters(&self, filter: DeadLetterFilter) -> Result<usize, LocalQueueError> {
+        let filter = DeadLetterFilter { include_replayed: false, ..filter };
+        self.call(Kind::Wakes, move |conn, ctx| {
+            let (sql, args) = filter.sql("SELECT seq, key, body, reason FROM dead_letters");
+            let rows: Vec<(i64, String, String, String)> = conn
+                .prepare(&format!("{sql} ORDER BY seq LIMIT {MAX_ROWS_PER_TRANSACTION}"))?
+                .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            for (seq, key, body, reason) in &rows {
+                conn.prepare_cached(
+                    "INSERT INTO messages (message_id, key, body, sent_at_ms, visible_at_ms, last_failure)
+                     VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+                )?
+                .execute(params![
+                    new_message_id(),
+                    key,
+                    body,
+                    ctx.now_ms,
+                    format!("replayed from the dead letters; dead-lettered for: {reason}")
+                ])?;
+                conn.prepare_cached("UPDATE dead_letters SET replayed_at_ms = ?2 WHERE seq = ?1")?
+                    .execute(params![seq, ctx.now_ms])?;
+            }
+            Ok(rows.len())
+        })
+        .await
+    }
+
+    /// Deletes the dead letters `filter` selects (with their history when
+    /// `include_replayed`). Returns how many rows went.
+    pub async fn purge_dead_letters(&self, filter: DeadLetterFilter) -> Result<usize, LocalQueueError> {
+        self.call(Kind::Other, move |conn, _| {
+            let (sql, args) = filter.sql("DELETE FROM dead_letters");
+            conn.execute(&sql, rusqlite::params_from_iter(args.iter()))
+        })
+        .await
+    }
+
+    /// When the oldest message still on the queue (visible or in flight) was sent.
+    pub async fn oldest_sent_at(&self) -> Result<Option<DateTime<Utc>>, LocalQueueError> {
         self.call(Kind::Other, |conn, _| {
-            conn.prepare_cached(
-                "SELECT message_id, key, body, reason, receive_count, sent_at_ms, failed_at_ms
-                 FROM dead_letters ORDER BY seq",
-            )?
-            .query_map([], |row| {
-                Ok(DeadLetter {
-                    message_id: row.get(0)?,
-                    key: row.get(1)?,
-                    body: row.get(2)?,
-                    reason: row.get(3)?,
-                    receive_count: row.get(4)?,
-                    sent_at: timestamp(row.get(5)?),
-                    failed_at: timestamp(row.get(6)?),
-                })
-            })?
-            .collect()
+            conn.query_row("SELECT min(sent_at_ms) FROM messages", [], |row| row.get::<_, Option<i64>>(0))
+                .map(|ms| ms.map(timestamp))
         })
         .await
     }
@@ -451,7 +561,7 @@ impl SqliteQueue {
             conn.prepare_cached(
                 "SELECT (SELECT count(*) FROM messages WHERE visible_at_ms <= ?1),
                         (SELECT count(*) FROM messages WHERE visible_at_ms > ?1),
-                        (SELECT count(*) FROM dead_letters)",
+                        (SELECT count(*) FROM dead_letters WHERE replayed_at_ms IS NULL)",
             )?
             .query_row([ctx.now_ms], |row| {
                 Ok(QueueStats { visible: row.get(0)?, in_flight: row.get(1)?, dead: row.get(2)? })
@@ -516,8 +626,18 @@ fn open_connection(path: &Path, synchronous: Synchronous) -> Result<Connection, 
     if version > SCHEMA_VERSION {
         return Err(LocalQueueError::SchemaTooNew { path: path.to_owned(), found: version });
     }
-    if version < SCHEMA_VERSION {
+    if version < 1 {
         conn.execute_batch(SCHEMA).map_err(open_error)?;
+    }
+    if version < 2
+        && let Err(e) = conn.execute_batch(MIGRATE_2)
+    {
+        // Another process may have migrated in between: then the column exists.
+        let _ = conn.execute_batch("ROLLBACK");
+        let now: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(open_error)?;
+        if now < 2 {
+            return Err(open_error(e));
+        }
     }
     Ok(conn)
 }

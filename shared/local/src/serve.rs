@@ -74,9 +74,12 @@ pub enum ServeError {
     Workers(std::io::Error),
     #[error(transparent)]
     Budget(#[from] BudgetError),
+    #[error("[reconcile]: {0}")]
+    Reconcile(String),
 }
 
-fn queue_options(config: &Config) -> QueueOptions {
+/// The queue options `[queue]` sets; operator commands open the queues with the same.
+pub fn queue_options(config: &Config) -> QueueOptions {
     QueueOptions {
         visibility_timeout: Duration::from_secs(u64::from(config.queue.visibility_timeout_secs)),
         max_receive_count: config.queue.max_receive_count,
@@ -191,9 +194,17 @@ pub async fn serve_with_secret_writer(
         }
     };
     let click_to_call = build_click_to_call(&config, secrets.clone())?.map(Arc::new);
+    let ingest = Arc::new(Ingest::new(crm_events.clone(), secrets.clone()).with_budget(VICIDIAL_INGEST.from_env()?));
+    let reconcile = match &config.reconcile {
+        Some(_) => Some(
+            crate::reconcile::reconciler(&config, &data_dir, secrets.clone(), ingest.clone())
+                .map_err(ServeError::Reconcile)?,
+        ),
+        None => None,
+    };
     let handlers = Handlers {
         screen_pop,
-        ingest: Arc::new(Ingest::new(crm_events.clone(), secrets.clone()).with_budget(VICIDIAL_INGEST.from_env()?)),
+        ingest,
         // serve itself speaks plain HTTP: a TLS proxy in front says so in X-Forwarded-Proto.
         webhook: Arc::new(
             LeadWebhook::from_config(lead_injections.clone(), secrets, &config)
@@ -212,6 +223,9 @@ pub async fn serve_with_secret_writer(
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    if let (Some(reconciler), Some(schedule)) = (reconcile, config.reconcile.clone()) {
+        tokio::spawn(crate::reconcile::run_schedule(reconciler, schedule, stop_rx.clone()));
+    }
     // The workers get a thread and runtime of their own: a batch is CPU work done in one go,
     // and on the HTTP runtime it would hold up the requests queued behind it, while VICIdial
     // (and an agent's screen) waits on those. The queue absorbs what the workers have not

@@ -101,13 +101,43 @@ impl Ingest {
                 let lead = envelope.event.lead_id().map_or_else(String::new, |l| l.to_string());
                 metrics::counter!(m::INGEST_ACCEPTED, "kind" => kind.as_str()).increment(1);
                 info!(kind = %kind, key = %envelope.key, lead_id = %lead, "queued");
-                IngestResponse::new(200, format!("OK {kind} queued lead={lead}"))
+                IngestResponse::new(200, receipt(kind, &lead))
             }
             Err(e) => {
                 metrics::counter!(m::INGEST_QUEUE_FAILURES, "kind" => kind.as_str()).increment(1);
                 warn!(kind = %kind, key = %envelope.key, error = %e, "queue unavailable; answered 503, event not stored");
                 IngestResponse::new(503, "queue unavailable, event not stored: retry")
             }
+        }
+    }
+
+    /// Replays a URL read from VICIdial's URL log (`vicibridge reconcile`): the same parsing,
+    /// validation, envelope and idempotency key as [`Ingest::handle`], so a replay of an event
+    /// already applied is a no-op downstream. The `token=` is not checked: the URL comes from
+    /// VICIdial's own log, read with the reports user's credentials, and a token rotated
+    /// since it was logged must not lose the event. With `dry_run`, nothing is queued.
+    pub async fn replay(&self, url: CallUrl, raw_query: &str, dry_run: bool) -> Replay {
+        let kind = url.event_kind();
+        if raw_query.len() > MAX_QUERY_BYTES {
+            return Replay::Rejected(RequestError::TooLarge { len: raw_query.len(), max: MAX_QUERY_BYTES }.to_string());
+        }
+        let event = match to_event(url, &VicidialQuery::parse(raw_query)) {
+            Ok(event) => event,
+            Err(e) => return Replay::Rejected(e.to_string()),
+        };
+        let envelope = Envelope::new(event, Utc::now());
+        if dry_run {
+            return Replay::WouldQueue { key: envelope.key.to_string() };
+        }
+        let message = OutgoingMessage { key: envelope.key.to_string(), body: envelope.to_json() };
+        match self.enqueue(&message).await {
+            Ok(()) => {
+                let lead = envelope.event.lead_id().map_or_else(String::new, |l| l.to_string());
+                metrics::counter!(m::INGEST_ACCEPTED, "kind" => kind.as_str()).increment(1);
+                info!(kind = %kind, key = %envelope.key, lead_id = %lead, replayed = true, "queued: replayed from VICIdial's URL log");
+                Replay::Queued { key: message.key }
+            }
+            Err(e) => Replay::QueueUnavailable(e.to_string()),
         }
     }
 
@@ -157,6 +187,37 @@ impl Ingest {
         }
         result
     }
+}
+
+/// What one replayed URL came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replay {
+    Queued {
+        key: String,
+    },
+    /// `dry_run`: valid, would be queued.
+    WouldQueue {
+        key: String,
+    },
+    /// Invalid as logged (the reason names keys, never values): it never will be accepted.
+    Rejected(String),
+    QueueUnavailable(String),
+}
+
+/// The body of a 200: VICIdial stores it in its URL log, where `reconcile` recognises it.
+pub fn receipt(kind: EventKind, lead: &str) -> String {
+    format!("OK {kind} queued lead={lead}")
+}
+
+/// Whether an answer stored in VICIdial's URL log is vicibridge's [`receipt`] (and not, say,
+/// a proxy's 200 page).
+pub fn is_receipt(body: &str) -> bool {
+    let mut words = body.split_whitespace();
+    words.next() == Some("OK")
+        && words.next().is_some_and(|kind| {
+            [EventKind::CallStart, EventKind::Dispo, EventKind::NewLead].iter().any(|k| k.as_str() == kind)
+        })
+        && words.next() == Some("queued")
 }
 
 fn unauthorized(kind: EventKind, why: &'static str) -> IngestResponse {

@@ -32,3 +32,7 @@ pub const LEAD_INJECTIONS: &str = "LeadInjections";
 pub const DIALER_AUTH_ALERTS: &str = "DialerAuthAlerts";
 /// Click-to-call dial attempts, by `result` (queued, sign_in, not_logged_in, not_paused, ...).
 pub const CLICK_TO_CALL: &str = "ClickToCall";
+/// URLs VICIdial logged that never reached vicibridge, found by reconcile.
+pub const RECONCILE_MISSING: &str = "ReconcileMissing";
+/// Of those, the ones reconcile queued again.
+pub const RECONCILE_REPLAYED: &str = "ReconcileReplayed";

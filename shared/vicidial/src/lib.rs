@@ -5,6 +5,7 @@ pub mod agent_api;
 pub mod call_url;
 pub mod non_agent_api;
 pub mod query;
+pub mod url_log;
 pub mod url_templates;
 
 pub use call_url::{CallUrl, RequestError, to_event};

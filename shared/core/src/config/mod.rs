@@ -57,6 +57,26 @@ pub struct Config {
     /// The dialer pages and `POST /agent/dial`; unset: click-to-call is off.
     #[serde(default)]
     pub click_to_call: Option<ClickToCallConfig>,
+    /// Replay of missed VICIdial URLs from its URL log; unset: `serve` does not reconcile.
+    #[serde(default)]
+    pub reconcile: Option<ReconcileConfig>,
+}
+
+/// `[reconcile]`: how often `serve` (and the `reconcile` Lambda's schedule) reads VICIdial's URL
+/// log, and how far back.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconcileConfig {
+    /// Minutes between two runs.
+    pub interval_minutes: u32,
+    /// Each run reads the URL log of the last this many hours.
+    pub lookback_hours: u32,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        ReconcileConfig { interval_minutes: 15, lookback_hours: 24 }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -335,6 +355,23 @@ impl Config {
         }
         if let Some(c) = &self.click_to_call {
             c.problems(&mut out);
+        }
+        if let Some(r) = &self.reconcile {
+            if r.interval_minutes == 0 || r.interval_minutes > 24 * 60 {
+                out.push(Problem {
+                    key: "reconcile.interval_minutes".into(),
+                    message: "must be between 1 and 1440 minutes".into(),
+                    severity: Severity::Error,
+                });
+            }
+            // VICIdial's archive cron keeps the URL log for 2 years by default; a week is plenty.
+            if r.lookback_hours == 0 || r.lookback_hours > 7 * 24 {
+                out.push(Problem {
+                    key: "reconcile.lookback_hours".into(),
+                    message: "must be between 1 and 168 hours".into(),
+                    severity: Severity::Error,
+                });
+            }
         }
         out
     }

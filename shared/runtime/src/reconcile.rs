@@ -1,0 +1,289 @@
+//! Recovery of VICIdial URLs that never reached vicibridge (`vicibridge reconcile`, `serve`'s
+//! schedule, the `reconcile` Lambda). VICIdial logs every Start/Dispo/API New Lead URL before
+//! fetching it, with the answer it got (`shared/reference/crm-ui-and-backfill.md` §C); rows
+//! whose answer is not vicibridge's own receipt are replayed through the normal ingest
+//! ([`Ingest::replay`]), so they get the same validation and idempotency key as if VICIdial's
+//! request had arrived.
+//!
+//! The logged URLs carry the ingest token: rows are never logged whole, only by uniqueid,
+//! date and type.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Serialize;
+use tracing::{info, warn};
+use vicibridge_core::config::Tz;
+use vicibridge_vicidial::CallUrl;
+use vicibridge_vicidial::url_log::{DayWindow, LoggedAnswer, UrlLogClient, UrlLogError, UrlLogRow, UrlType};
+
+use crate::ingest::{Ingest, Replay, is_receipt};
+use crate::metrics as m;
+
+/// A row logged this recently with no answer yet may still be fetched by the agent's
+/// browser (`RUNurls` runs right after the dispo is saved): left for the next run.
+pub const SETTLE: Duration = Duration::from_secs(120);
+
+/// What to do with one logged URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision<'a> {
+    /// Another system's URL (a second Dispo Call URL, a web form): not ours to replay.
+    NotOurs,
+    /// VICIdial stored our receipt: the event was queued.
+    AlreadyReceived,
+    /// Logged moments ago and not fetched yet.
+    Pending,
+    /// Never reached vicibridge (no answer, a fetch error, or a 200 that was not ours).
+    Missing { url: CallUrl, query: &'a str },
+}
+
+/// The decision for one row; `now` is the dialer's local time.
+pub fn decide(row: &UrlLogRow, now: NaiveDateTime) -> Decision<'_> {
+    let (base, query) = row.url.split_once('?').unwrap_or((&row.url, ""));
+    let path = base.split_once("://").map_or(base, |(_, rest)| rest.find('/').map_or("", |i| &rest[i..]));
+    let url = if path.ends_with("/vicidial/dispo") {
+        CallUrl::Dispo
+    } else if path.ends_with("/vicidial/call-start") {
+        CallUrl::CallStart
+    } else if path.ends_with("/vicidial/new-lead") {
+        CallUrl::NewLead
+    } else {
+        return Decision::NotOurs;
+    };
+    match row.answer() {
+        LoggedAnswer::Answered(body) if is_receipt(body) => Decision::AlreadyReceived,
+        LoggedAnswer::Empty if now.signed_duration_since(row.url_date).to_std().is_ok_and(|age| age < SETTLE) => {
+            Decision::Pending
+        }
+        _ => Decision::Missing { url, query },
+    }
+}
+
+/// Remembers which logged rows were replayed, so that a scheduled run does not replay the
+/// same error rows again every interval (they stay errors in VICIdial's log).
+#[async_trait]
+pub trait ReplayLedger: Send + Sync {
+    async fn contains(&self, row: &str) -> Result<bool, String>;
+    async fn insert(&self, row: &str) -> Result<(), String>;
+}
+
+/// Where a run's progress goes (a progress bar in the CLI).
+pub trait Progress: Send + Sync {
+    /// A day's rows were downloaded.
+    fn rows_found(&self, _rows: usize) {}
+    /// One row was handled.
+    fn row_done(&self) {}
+}
+
+#[derive(Debug)]
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RejectedRow {
+    pub uniqueid: String,
+    pub url_date: NaiveDateTime,
+    pub url_type: String,
+    pub reason: String,
+}
+
+/// What one run found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReconcileReport {
+    pub rows_read: usize,
+    /// CSV records that could not be read.
+    pub garbled: usize,
+    pub not_ours: usize,
+    pub already_received: usize,
+    /// Replayed by an earlier run.
+    pub already_replayed: usize,
+    pub pending: usize,
+    /// Queued again (with `dry_run`: would be).
+    pub replayed: usize,
+    /// Missing and invalid as logged: they never will be accepted.
+    pub rejected: Vec<RejectedRow>,
+    /// Missing, and the queue did not take them: the next run tries again.
+    pub queue_failures: usize,
+}
+
+impl ReconcileReport {
+    /// Rows that never reached vicibridge, found by this run.
+    pub fn missing(&self) -> usize {
+        self.replayed + self.rejected.len() + self.queue_failures
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    UrlLog(#[from] UrlLogError),
+    #[error("--since {since} is after --until {until}")]
+    EmptyWindow { since: DateTime<Utc>, until: DateTime<Utc> },
+}
+
+pub struct Reconciler {
+    client: UrlLogClient,
+    ingest: Arc<Ingest>,
+    server_tz: Tz,
+    ledger: Option<Arc<dyn ReplayLedger>>,
+}
+
+impl std::fmt::Debug for Reconciler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconciler").field("client", &self.client).finish_non_exhaustive()
+    }
+}
+
+impl Reconciler {
+    pub fn new(
+        client: UrlLogClient,
+        ingest: Arc<Ingest>,
+        server_tz: Tz,
+        ledger: Option<Arc<dyn ReplayLedger>>,
+    ) -> Self {
+        Reconciler { client, ingest, server_tz, ledger }
+    }
+
+    /// Reads the URL log from `since` to `until` (one request per dialer-local day) and
+    /// replays what is missing. Stops at the first day VICIdial does not answer: the report
+    /// so far is lost with the error, and the next run reads the window again.
+    pub async fn run(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        dry_run: bool,
+        progress: &dyn Progress,
+    ) -> Result<ReconcileReport, ReconcileError> {
+        if since > until {
+            return Err(ReconcileError::EmptyWindow { since, until });
+        }
+        let local = |t: DateTime<Utc>| t.with_timezone(&self.server_tz).naive_local();
+        let now = local(Utc::now());
+        let mut report = ReconcileReport::default();
+        for window in DayWindow::covering(local(since), local(until)) {
+            let day = self.client.fetch(window, &UrlType::ALL).await?;
+            report.garbled += day.garbled.len();
+            for garbled in &day.garbled {
+                warn!(day = %window.day, line = garbled.line, reason = garbled.reason, "reconcile: unreadable URL log record");
+            }
+            progress.rows_found(day.rows.len());
+            for row in &day.rows {
+                report.rows_read += 1;
+                self.handle(row, now, dry_run, &mut report).await;
+                progress.row_done();
+            }
+        }
+        metrics::counter!(m::RECONCILE_MISSING).increment(report.missing() as u64);
+        if !dry_run {
+            metrics::counter!(m::RECONCILE_REPLAYED).increment(report.replayed as u64);
+        }
+        info!(
+            dry_run,
+            rows_read = report.rows_read,
+            already_received = report.already_received,
+            already_replayed = report.already_replayed,
+            replayed = report.replayed,
+            rejected = report.rejected.len(),
+            queue_failures = report.queue_failures,
+            not_ours = report.not_ours,
+            pending = report.pending,
+            garbled = report.garbled,
+            "reconcile finished"
+        );
+        Ok(report)
+    }
+
+    async fn handle(&self, row: &UrlLogRow, now: NaiveDateTime, dry_run: bool, report: &mut ReconcileReport) {
+        let (url, query) = match decide(row, now) {
+            Decision::NotOurs => return report.not_ours += 1,
+            Decision::AlreadyReceived => return report.already_received += 1,
+            Decision::Pending => return report.pending += 1,
+            Decision::Missing { url, query } => (url, query),
+        };
+        // Validated without queuing first: the ledger is keyed on the event's key.
+        let key = match self.ingest.replay(url, query, true).await {
+            Replay::WouldQueue { key } => key,
+            Replay::Rejected(reason) => return reject(row, reason, report),
+            Replay::Queued { .. } | Replay::QueueUnavailable(_) => return,
+        };
+        let ledger_id = format!("{key}@{}", row.url_date.format("%Y-%m-%d %H:%M:%S"));
+        if let Some(ledger) = &self.ledger {
+            match ledger.contains(&ledger_id).await {
+                Ok(true) => return report.already_replayed += 1,
+                Ok(false) => {}
+                Err(e) => warn!(error = %e, "reconcile: cannot read the replay ledger; replaying anyway"),
+            }
+        }
+        if dry_run {
+            report.replayed += 1;
+            return;
+        }
+        match self.ingest.replay(url, query, false).await {
+            Replay::Queued { key } => {
+                report.replayed += 1;
+                info!(key = %key, uniqueid = %row.uniqueid, url_date = %row.url_date, url_type = %row.url_type, "reconcile: replayed a URL VICIdial logged but vicibridge never received");
+                if let Some(ledger) = &self.ledger
+                    && let Err(e) = ledger.insert(&ledger_id).await
+                {
+                    warn!(error = %e, "reconcile: cannot record the replay; the next run replays it again (a no-op downstream)");
+                }
+            }
+            Replay::QueueUnavailable(e) => {
+                report.queue_failures += 1;
+                warn!(uniqueid = %row.uniqueid, url_date = %row.url_date, error = %e, "reconcile: queue unavailable; the next run tries again");
+            }
+            Replay::Rejected(reason) => reject(row, reason, report),
+            Replay::WouldQueue { .. } => {}
+        }
+    }
+}
+
+fn reject(row: &UrlLogRow, reason: String, report: &mut ReconcileReport) {
+    warn!(uniqueid = %row.uniqueid, url_date = %row.url_date, url_type = %row.url_type, reason = %reason, "reconcile: a missed URL is invalid as logged; not replayed");
+    report.rejected.push(RejectedRow {
+        uniqueid: row.uniqueid.clone(),
+        url_date: row.url_date,
+        url_type: row.url_type.clone(),
+        reason,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(url: &str, response: &str, url_date: &str) -> UrlLogRow {
+        UrlLogRow {
+            uniqueid: "1.1".into(),
+            url_date: NaiveDateTime::parse_from_str(url_date, "%Y-%m-%d %H:%M:%S").unwrap_or_default(),
+            url_type: "dispo".into(),
+            url: url.into(),
+            response: response.into(),
+        }
+    }
+
+    #[test]
+    fn decides_by_route_and_answer() {
+        let now = NaiveDateTime::parse_from_str("2026-12-06 12:00:00", "%Y-%m-%d %H:%M:%S").unwrap_or_default();
+        let old = "2026-12-06 11:00:00";
+        let ours = "https://vb.example.com/prod/vicidial/dispo?token=t&lead_id=1";
+        assert_eq!(
+            decide(&row(ours, "Sun, 06 Dec 2026 11:00:00 +0000|OK dispo queued lead=1", old), now),
+            Decision::AlreadyReceived
+        );
+        assert_eq!(
+            decide(&row(ours, "Sun, 06 Dec 2026 11:00:00 +0000|PHP ERROR: Type=2", old), now),
+            Decision::Missing { url: CallUrl::Dispo, query: "token=t&lead_id=1" }
+        );
+        assert!(matches!(decide(&row(ours, "", old), now), Decision::Missing { .. }));
+        assert_eq!(decide(&row(ours, "", "2026-12-06 11:59:30"), now), Decision::Pending);
+        assert!(matches!(decide(&row(ours, "x|<html>Bad gateway</html>", old), now), Decision::Missing { .. }));
+        assert_eq!(decide(&row("https://crm.example.com/hook?a=1", "", old), now), Decision::NotOurs);
+        assert!(matches!(
+            decide(&row("http://h:8080/vicidial/call-start?lead_id=1", "PHP ERROR: x", old), now),
+            Decision::Missing { url: CallUrl::CallStart, .. }
+        ));
+    }
+}
