@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 mod dlq_cmd;
 mod hubspot_setup;
-mod webhook_test;
 mod queue_cmd;
 mod queue_target;
 mod reconcile_cmd;
+mod webhook_test;
 
 // Measured under `serve` load: glibc's allocator spent about a tenth of the HTTP threads'
 // time in malloc/free, mostly freeing on one thread what another allocated (BENCHMARKS.md).
