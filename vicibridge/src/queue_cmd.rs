@@ -5,12 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use chrono::Utc;
 use clap::Subcommand;
 use vicibridge_aws::sqs_admin;
-use vicibridge_local::queue::{QueueOptions, SqliteQueue};
+use vicibridge_local::queue_status::data_dir_status;
 
-use crate::queue_target::{QueueName, QueueTarget, Resolved};
+use crate::queue_target::{QueueTarget, Resolved};
 
 /// Most DLQ messages peeked at on SQS to count reasons.
 pub const PEEK_LIMIT: usize = 1000;
@@ -28,31 +27,24 @@ pub async fn run(command: QueueCommand) -> Result<(), String> {
     let QueueCommand::Status { target } = command;
     match target.resolve().await? {
         Resolved::DataDir(dir) => {
-            for name in [QueueName::CrmEvents, QueueName::LeadInjections] {
-                let path = dir.join(name.db_file());
-                if !path.exists() {
-                    println!(
-                        "{}: no queue in {} (serve has not run with this --data-dir)",
-                        name.as_str(),
-                        dir.display()
-                    );
-                    continue;
+            let status = data_dir_status(&dir).await.map_err(|e| e.to_string())?;
+            for name in ["crm-events", "lead-injections"] {
+                if !status.queues.iter().any(|q| q.name == name) {
+                    println!("{name}: no queue in {} (serve has not run with this --data-dir)", dir.display());
                 }
-                let queue = SqliteQueue::open(&path, QueueOptions::default()).map_err(|e| e.to_string())?;
-                let stats = queue.stats().await.map_err(|e| e.to_string())?;
-                let oldest = queue.oldest_sent_at().await.map_err(|e| e.to_string())?;
-                let dead = queue.dead_letters().await.map_err(|e| e.to_string())?;
-                let age = oldest
-                    .map_or_else(|| "none".to_owned(), |t| format!("{} s", (Utc::now() - t).num_seconds().max(0)));
+            }
+            for q in &status.queues {
+                let age = q.oldest_age.map_or_else(|| "none".to_owned(), |a| format!("{} s", a.as_secs()));
                 println!(
                     "{}: {} visible, {} in flight, oldest message {age}, {} dead letter(s)",
-                    name.as_str(),
-                    stats.visible,
-                    stats.in_flight,
-                    stats.dead
+                    q.name, q.visible, q.in_flight, q.dead_letters
                 );
-                print_reasons(dead.iter().map(|d| d.reason.as_str()));
+                print_counts("dead letters by reason", q.dead_letters_by_reason.iter().map(|(r, n)| (r.as_str(), *n)));
             }
+            print_counts(
+                "unmapped dispositions (last 30 days, calls)",
+                status.unmapped_statuses.iter().map(|(s, n)| (s.as_str(), *n)),
+            );
         }
         Resolved::Sqs { client, queues } => {
             let counts = sqs_admin::counts(&client, &queues.queue).await.map_err(|e| e.to_string())?;
@@ -72,17 +64,22 @@ pub async fn run(command: QueueCommand) -> Result<(), String> {
 }
 
 fn print_reasons<'a>(reasons: impl Iterator<Item = &'a str>) {
-    let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut by_reason: BTreeMap<&str, u64> = BTreeMap::new();
     for r in reasons {
         *by_reason.entry(r).or_default() += 1;
     }
-    if by_reason.is_empty() {
-        return;
-    }
-    println!("  dead letters by reason:");
     let mut sorted: Vec<_> = by_reason.into_iter().collect();
     sorted.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
-    for (reason, n) in sorted {
-        println!("  {n:>6}  {reason}");
+    print_counts("dead letters by reason", sorted.into_iter());
+}
+
+fn print_counts<'a>(title: &str, counts: impl Iterator<Item = (&'a str, u64)>) {
+    let mut counts = counts.peekable();
+    if counts.peek().is_none() {
+        return;
+    }
+    println!("  {title}:");
+    for (what, n) in counts {
+        println!("  {n:>6}  {what}");
     }
 }

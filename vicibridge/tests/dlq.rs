@@ -103,13 +103,26 @@ async fn dead_letters_of_a_serve_data_dir() {
     let secrets = common::write_secrets(dir.path());
     let mut serve = Serve::start(&config, &secrets, &data, "serve.log");
     serve.wait_records("the replayed dead letters", |r| r.len() >= 3);
+    // A status the mapping does not know, twice for one call: one call in queue status.
+    let unmapped = format!("{}/vicidial/dispo?{}", serve.base, dispo_query(TOKEN, 777, "1795305777.1", "ZZUNK"));
+    for _ in 0..2 {
+        assert!(reqwest::get(&unmapped).await.unwrap().status().is_success());
+    }
+    let drained = (0..300)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            ok(run(&["queue", "status", "--data-dir", d], &[]))
+        })
+        .find(|s| s.contains("crm-events: 0 visible, 0 in flight") && s.contains("ZZUNK"));
+    let status = drained.expect("serve did not sync the unmapped disposition");
+    assert!(status.contains("unmapped dispositions (last 30 days, calls):\n       1  ZZUNK"), "{status}");
     serve.stop();
     let mut per_key: HashMap<String, usize> = HashMap::new();
     for r in serve.dry_run_records() {
         *per_key.entry(r["key"].as_str().unwrap().to_owned()).or_default() += 1;
     }
-    assert_eq!(per_key.len(), 3);
-    assert!(per_key.values().all(|n| *n == 1), "{per_key:?}");
+    assert_eq!(per_key.len(), 4);
+    assert!(envs.iter().all(|e| per_key[e.key.as_str()] == 1), "{per_key:?}");
 
     let purged = ok(run(&["dlq", "purge", "--data-dir", d, "--yes"], &[]));
     assert!(purged.contains("deleted 3 dead letter(s)"), "{purged}");

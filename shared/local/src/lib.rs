@@ -3,6 +3,7 @@
 pub mod click_to_call;
 pub mod http_server;
 pub mod queue;
+pub mod queue_status;
 pub mod reconcile;
 pub mod secret_writer;
 pub mod secrets_file;

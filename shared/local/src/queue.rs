@@ -87,7 +87,7 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
 const WAL_SIZE_LIMIT_BYTES: i64 = (INLINE_CHECKPOINT_PAGES as i64 + 4096) * (4096 + 24) + 32;
 
 /// `PRAGMA user_version` of the schema below plus the migrations after it.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// `seq` is the rowid; receipts also carry `message_id` because SQLite may reuse the rowid of
 /// a deleted last row, and a stale receipt must never match a newer message.
@@ -128,6 +128,23 @@ ALTER TABLE dead_letters ADD COLUMN replayed_at_ms INTEGER;
 PRAGMA user_version = 2;
 COMMIT;
 ";
+
+/// Version 3: the disposition statuses the sync saw without a mapping, one row per call
+/// (a redelivered message counts once), for `vicibridge queue status` and `/status`.
+const MIGRATE_3: &str = "
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS unmapped_statuses (
+    key        TEXT PRIMARY KEY,
+    status     TEXT    NOT NULL,
+    seen_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS unmapped_by_time ON unmapped_statuses (seen_at_ms);
+PRAGMA user_version = 3;
+COMMIT;
+";
+
+/// How long an unmapped status is remembered.
+pub const UNMAPPED_KEEP: Duration = Duration::from_secs(30 * 86_400);
 
 /// SQLite `PRAGMA synchronous` (the journal is always WAL). See the module documentation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -570,6 +587,50 @@ impl SqliteQueue {
         .await
     }
 
+    /// Dead letters not replayed, counted by reason, most frequent first.
+    pub async fn dead_letter_reasons(&self) -> Result<Vec<(String, u64)>, LocalQueueError> {
+        self.call(Kind::Other, |conn, _| {
+            conn.prepare_cached(
+                "SELECT reason, count(*) AS n FROM dead_letters WHERE replayed_at_ms IS NULL
+                 GROUP BY reason ORDER BY n DESC, reason",
+            )?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect()
+        })
+        .await
+    }
+
+    /// Notes that the call `key` carried a disposition `status` the mapping does not know
+    /// (once per key), and forgets notes older than [`UNMAPPED_KEEP`].
+    pub async fn note_unmapped(&self, key: &str, status: &str) -> Result<(), LocalQueueError> {
+        let (key, status) = (key.to_owned(), status.to_owned());
+        self.call(Kind::Other, move |conn, ctx| {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO unmapped_statuses (key, status, seen_at_ms) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![key, status, ctx.now_ms])?;
+            let cutoff = ctx.now_ms - UNMAPPED_KEEP.as_millis() as i64;
+            conn.prepare_cached("DELETE FROM unmapped_statuses WHERE seen_at_ms < ?1")?.execute([cutoff])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Unmapped statuses seen in the last [`UNMAPPED_KEEP`], with the number of calls, most
+    /// frequent first.
+    pub async fn unmapped_statuses(&self) -> Result<Vec<(String, u64)>, LocalQueueError> {
+        self.call(Kind::Other, |conn, ctx| {
+            let cutoff = ctx.now_ms - UNMAPPED_KEEP.as_millis() as i64;
+            conn.prepare_cached(
+                "SELECT status, count(*) AS n FROM unmapped_statuses WHERE seen_at_ms >= ?1
+                 GROUP BY status ORDER BY n DESC, status",
+            )?
+            .query_map([cutoff], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect()
+        })
+        .await
+    }
+
     /// Runs `work` on the writer thread inside the next group transaction and returns its
     /// result once that transaction has committed.
     async fn call<T, F>(&self, kind: Kind, work: F) -> Result<T, LocalQueueError>
@@ -629,14 +690,16 @@ fn open_connection(path: &Path, synchronous: Synchronous) -> Result<Connection, 
     if version < 1 {
         conn.execute_batch(SCHEMA).map_err(open_error)?;
     }
-    if version < 2
-        && let Err(e) = conn.execute_batch(MIGRATE_2)
-    {
-        // Another process may have migrated in between: then the column exists.
-        let _ = conn.execute_batch("ROLLBACK");
-        let now: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(open_error)?;
-        if now < 2 {
-            return Err(open_error(e));
+    for (to, migration) in [(2, MIGRATE_2), (3, MIGRATE_3)] {
+        if version < to
+            && let Err(e) = conn.execute_batch(migration)
+        {
+            // Another process may have migrated in between: then the change is there.
+            let _ = conn.execute_batch("ROLLBACK");
+            let now: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(open_error)?;
+            if now < to {
+                return Err(open_error(e));
+            }
         }
     }
     Ok(conn)

@@ -183,7 +183,8 @@ pub async fn serve_with_secret_writer(
     let lead_injections = Arc::new(SqliteQueue::open(&data_dir.join(LEAD_INJECTIONS_DB), queue_options(&config))?);
     let crm = build_crm_with_writer(&config, secrets.clone(), writer.clone(), Some(&data_dir))?;
     let integration = Integration::crm(crm.name());
-    let sync = Guarded::new(Arc::new(CrmSync::new(&config, crm)), integration, secrets.clone(), Hold::InDriver);
+    let sync = CrmSync::new(&config, crm).with_unmapped_log(crm_events.clone());
+    let sync = Guarded::new(Arc::new(sync), integration, secrets.clone(), Hold::InDriver);
     let inject = Arc::new(build_lead_inject(&config, secrets.clone(), crm_events.clone())?);
     let inject = Guarded::new(inject, Integration::dialer(), secrets.clone(), Hold::InDriver);
     let screen_pop = match build_screen_pop(&config, secrets.clone(), writer) {

@@ -55,10 +55,19 @@ pub trait BatchHandler: Send + Sync {
     async fn process(&self, batch: &[Delivery<'_>]) -> Vec<Outcome>;
 }
 
+/// Where the sync notes a disposition status the mapping does not know, by call. `serve`
+/// keeps them in its data dir for `vicibridge queue status` and `/status`; on Lambda the
+/// `UnmappedDispositions` metric and the log line are the record.
+#[async_trait::async_trait]
+pub trait UnmappedStatusLog: Send + Sync {
+    async fn note(&self, key: &str, status: &str);
+}
+
 pub struct CrmSync {
     crm: Arc<dyn Crm>,
     map: DispositionMap,
     server_tz: Tz,
+    unmapped: Option<Arc<dyn UnmappedStatusLog>>,
 }
 
 impl std::fmt::Debug for CrmSync {
@@ -69,7 +78,13 @@ impl std::fmt::Debug for CrmSync {
 
 impl CrmSync {
     pub fn new(config: &Config, crm: Arc<dyn Crm>) -> Self {
-        CrmSync { crm, map: config.disposition_map(), server_tz: config.vicidial.server_time_zone }
+        CrmSync { crm, map: config.disposition_map(), server_tz: config.vicidial.server_time_zone, unmapped: None }
+    }
+
+    /// Also note unmapped statuses in `log`.
+    pub fn with_unmapped_log(mut self, log: Arc<dyn UnmappedStatusLog>) -> Self {
+        self.unmapped = Some(log);
+        self
     }
 
     /// One outcome per delivery, in order.
@@ -100,7 +115,11 @@ impl CrmSync {
                     continue;
                 }
             };
-            report_plan(&plan);
+            if let Some(status) = report_plan(&plan)
+                && let Some(log) = &self.unmapped
+            {
+                log.note(plan.key().as_str(), status).await;
+            }
             by_key.insert(envelope.key.to_string(), plans.len());
             plans.push(plan);
             owners.push(vec![i]);
@@ -154,16 +173,19 @@ impl CrmSync {
     }
 }
 
-fn report_plan(plan: &SyncPlan) {
-    let SyncPlan::Call(call) = plan else { return };
-    let Some(d) = &call.disposition else { return };
-    if !d.mapped {
-        metrics::counter!(m::UNMAPPED_DISPOSITIONS, "status" => d.status.clone()).increment(1);
-        warn!(key = %call.key, status = %d.status, campaign = call.campaign.as_deref().unwrap_or(""), "unmapped disposition: the call is logged, nothing else changes; add it under [dispositions] to map it");
-    }
+/// Logs the plan's warnings; returns the disposition status when the mapping does not know it.
+fn report_plan(plan: &SyncPlan) -> Option<&str> {
+    let SyncPlan::Call(call) = plan else { return None };
+    let d = call.disposition.as_ref()?;
     for w in &d.warnings {
         warn!(key = %call.key, "{w}");
     }
+    if d.mapped {
+        return None;
+    }
+    metrics::counter!(m::UNMAPPED_DISPOSITIONS, "status" => d.status.clone()).increment(1);
+    warn!(key = %call.key, status = %d.status, campaign = call.campaign.as_deref().unwrap_or(""), "unmapped disposition: the call is logged, nothing else changes; add it under [dispositions] to map it");
+    Some(&d.status)
 }
 
 #[async_trait::async_trait]

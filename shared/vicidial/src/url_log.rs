@@ -223,7 +223,7 @@ impl UrlLogClient {
         if !(base.starts_with("http://") || base.starts_with("https://")) || base.len() <= "https://".len() {
             return Err(UrlLogError::InvalidBaseUrl(base_url.to_owned()));
         }
-        let http = reqwest::Client::builder()
+        let http = vicibridge_http::client_builder()
             .timeout(options.timeout)
             .connect_timeout(options.connect_timeout)
             .build()
