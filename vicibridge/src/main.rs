@@ -1,4 +1,4 @@
-//! The `vicibridge` command: `serve`, `check-config`, `urls`.
+//! The `vicibridge` command: `serve`, `check-config`, `preflight`, `urls`, and the tools.
 
 #![allow(clippy::print_stdout)]
 
@@ -61,6 +61,18 @@ enum Command {
         /// stages are the account's pipeline stages, the lead statuses hs_lead_status options).
         #[arg(long)]
         secrets: Option<PathBuf>,
+    },
+    /// Prove the installation against the real configured systems before going live: a
+    /// checklist with ✓/✗ and a reason per line; exit status 0 only when no line failed.
+    Preflight {
+        #[arg(long, env = "VICIBRIDGE_CONFIG")]
+        config: PathBuf,
+        /// The secret JSON file. Without it, the JSON is read from VICIBRIDGE_SECRETS_JSON.
+        #[arg(long, env = "VICIBRIDGE_SECRETS")]
+        secrets: Option<PathBuf>,
+        /// Print the checklist as one JSON document (for CI).
+        #[arg(long)]
+        json: bool,
     },
     /// Print the Start Call, Dispo Call and API New Lead URLs to paste into VICIdial.
     Urls {
@@ -235,6 +247,19 @@ async fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
+        Command::Preflight { config, secrets: secrets_path, json } => {
+            let config = load_config(&config)?;
+            let store = secrets(secrets_path.as_deref())?;
+            // A Salesforce login may rotate the refresh token: store it like serve would.
+            let writer = secrets_path.map(|p| Arc::new(FileSecretWriter::new(p)) as Arc<dyn SecretWriter>);
+            let report = vicibridge_runtime::preflight::run(&config, store, writer).await;
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            if report.passed { Ok(()) } else { Err(PREFLIGHT_FAILED.to_owned()) }
+        }
         Command::Urls { base_url, config, secrets: secrets_path, redact } => {
             load_config(&config)?;
             if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
@@ -318,6 +343,9 @@ async fn check_agent_status(config: &Config, secrets: Arc<dyn SecretStore>) -> V
         Err(e) => vec![problem(Severity::Warning, format!("could not reach VICIdial agent_status: {e}"))],
     }
 }
+
+/// The error line of a failed preflight: the checklist above already says what failed.
+const PREFLIGHT_FAILED: &str = "preflight failed: see the ✗ lines above";
 
 #[tokio::main]
 async fn main() -> ExitCode {

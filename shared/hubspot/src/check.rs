@@ -13,7 +13,7 @@ use vicibridge_core::disposition::CrmFlavor;
 use vicibridge_core::ports::SecretStore;
 
 use crate::client::error_summary;
-use crate::setup::SetupError;
+use crate::setup::{PropertySpec, SetupError, mismatch, required_properties};
 
 /// `/crm/v3/objects` → `/crm/v3/pipelines`; `/crm/objects/2026-03` → `/crm/pipelines/2026-03`.
 fn pipelines_path(objects_prefix: &str) -> String {
@@ -63,6 +63,43 @@ pub async fn check_with_secrets(config: &Config, secrets: Arc<dyn SecretStore>) 
                 severity: Severity::Error,
             });
         }
+    }
+    Ok(out)
+}
+
+/// The token authenticates: `GET /account-info/v3/details`, which any token may read.
+pub async fn check_token(config: &Config, secrets: Arc<dyn SecretStore>) -> Result<(), SetupError> {
+    let cfg = crate::section(config)?;
+    let r = crate::client(cfg, secrets)?.send(Method::GET, "/account-info/v3/details", None, "account.read").await?;
+    if r.status >= 300 {
+        return Err(SetupError::Api(format!("HubSpot account.read: {}: {}", r.status, error_summary(&r.body))));
+    }
+    Ok(())
+}
+
+/// Every custom property the adapter writes, each with what is wrong with it (`None`: it
+/// exists as needed). `Err` only when the account could not be asked.
+pub async fn check_properties(
+    config: &Config,
+    secrets: Arc<dyn SecretStore>,
+) -> Result<Vec<(PropertySpec, Option<String>)>, SetupError> {
+    let cfg = crate::section(config)?;
+    let client = crate::client(cfg, secrets)?;
+    let mut out = Vec::new();
+    for spec in required_properties(cfg) {
+        let path = format!("{}/{}/{}", cfg.properties_prefix, spec.object, spec.name);
+        let got = client.send(Method::GET, &path, None, "properties.read").await?;
+        let problem = match got.status {
+            s if s < 300 => mismatch(&spec, &got.body),
+            404 => Some(format!(
+                "{} property {} does not exist: run `vicibridge hubspot setup` (or create it{})",
+                spec.object,
+                spec.name,
+                if spec.unique { " with unique values" } else { "" }
+            )),
+            s => return Err(SetupError::Api(format!("HubSpot properties.read: {s}: {}", error_summary(&got.body)))),
+        };
+        out.push((spec, problem));
     }
     Ok(out)
 }

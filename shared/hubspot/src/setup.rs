@@ -60,6 +60,22 @@ pub fn property_body(spec: &PropertySpec) -> Value {
     body
 }
 
+/// Why an existing property (HubSpot's definition `found`) cannot serve as `spec`.
+pub fn mismatch(spec: &PropertySpec, found: &Value) -> Option<String> {
+    let unique = found.get("hasUniqueValue").and_then(Value::as_bool).unwrap_or(false);
+    let ty = found.get("type").and_then(Value::as_str).unwrap_or("");
+    ((spec.unique && !unique) || (ty != spec.kind)).then(|| {
+        format!(
+            "{} property {} exists but is {ty}{}: vicibridge needs a {}{} property; rename it or set another name in [hubspot]",
+            spec.object,
+            spec.name,
+            if unique { " (unique)" } else { "" },
+            spec.kind,
+            if spec.unique { " unique" } else { "" }
+        )
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error(transparent)]
@@ -99,17 +115,8 @@ pub async fn run(config: &Config, secrets: Arc<dyn SecretStore>) -> Result<Vec<S
         let path = format!("{prefix}/{}/{}", spec.object, spec.name);
         let got = client.send(reqwest::Method::GET, &path, None, "properties.read").await?;
         if got.status < 300 {
-            let unique = got.body.get("hasUniqueValue").and_then(Value::as_bool).unwrap_or(false);
-            let ty = got.body.get("type").and_then(Value::as_str).unwrap_or("");
-            if (spec.unique && !unique) || (ty != spec.kind) {
-                return Err(SetupError::Api(format!(
-                    "{} property {} exists but is {ty}{}: vicibridge needs a {}{} property; rename it or set another name in [hubspot]",
-                    spec.object,
-                    spec.name,
-                    if unique { " (unique)" } else { "" },
-                    spec.kind,
-                    if spec.unique { " unique" } else { "" }
-                )));
+            if let Some(problem) = mismatch(&spec, &got.body) {
+                return Err(SetupError::Api(problem));
             }
             report.push(format!("exists: {} property {}", spec.object, spec.name));
             continue;

@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod lead_inject;
 pub mod lead_webhook;
 pub mod metrics;
+pub mod preflight;
 pub mod reconcile;
 pub mod retry;
 pub mod screen_pop;

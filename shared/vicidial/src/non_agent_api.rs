@@ -12,6 +12,7 @@
 
 mod agent_status;
 mod normalize;
+mod probe;
 mod rate;
 mod reply;
 
@@ -32,6 +33,7 @@ pub use agent_status::classify_agent_status;
 pub use normalize::{
     SOURCE_MAX, VENDOR_LEAD_CODE_MAX, add_lead_params, email_value, name_value, source_value, text_value,
 };
+pub use probe::{PROBE_CODE, PROBE_LIST_ID, ProbeAnswer, ProbeFunction};
 pub use rate::RateLimiter;
 pub use reply::{AuthFailure, Classified, REDACTED, Redactor, classify_add_lead, classify_lead_search};
 

@@ -1,0 +1,228 @@
+//! `vicibridge preflight` (`vicibridge_runtime::preflight::run`) against the VICIdial, HubSpot
+//! and Salesforce simulators: a correct installation passes every line; each broken permission,
+//! missing field, bad stage and broken mapping fails its own line with the reason.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use serde_json::json;
+use vicibridge_core::config::Config;
+use vicibridge_core::ports::SecretStore;
+use vicibridge_local::secrets_file::FileSecrets;
+use vicibridge_runtime::preflight::{Report, Status, run};
+use vicibridge_tests::hubspot_sim::HubspotSim;
+use vicibridge_tests::salesforce_sim::{CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, SalesforceSim};
+use vicibridge_tests::vicidial_sim::{SimUser, VicidialSim};
+
+const HUBSPOT_TOKEN: &str = "pat-na1-preflight";
+
+/// VICIdial with lead injection, the screen pop and click-to-call: every function is used.
+fn vicidial_section(vici: &VicidialSim) -> String {
+    format!(
+        r#"
+[vicidial]
+base_url = "{}"
+server_time_zone = "America/New_York"
+[lead_injection]
+[lead_injection.hubspot]
+list_id = "999"
+[click_to_call]
+public_base_url = "https://bridge.example.com"
+"#,
+        vici.base_url()
+    )
+}
+
+fn hubspot_config(vici: &VicidialSim, hs: &HubspotSim, mapping: &str) -> Config {
+    Config::from_toml(&format!(
+        "{}\n[crm]\nkind = \"hubspot\"\n[hubspot]\nbase_url = \"{}\"\nrecording_base_url = \"https://rec.example.com\"\n{mapping}",
+        vicidial_section(vici),
+        hs.base_url
+    ))
+    .unwrap()
+}
+
+fn salesforce_config(vici: &VicidialSim, sf: &SalesforceSim, extra: &str, mapping: &str) -> Config {
+    Config::from_toml(&format!(
+        "{}\n[crm]\nkind = \"salesforce\"\n[salesforce]\nlogin_url = \"{}\"\n{extra}\n{mapping}",
+        vicidial_section(vici),
+        sf.base
+    ))
+    .unwrap()
+}
+
+const HUBSPOT_MAPPING: &str = r#"
+[dispositions.SALE]
+deal_stage = "closedwon"
+lead_status = "CONNECTED"
+[dispositions.NI]
+lead_status = "UNQUALIFIED"
+"#;
+
+const SALESFORCE_MAPPING: &str = r#"
+[dispositions.SALE]
+lead_status = "Closed - Converted"
+deal_stage = "Closed Won"
+[dispositions.CALLBK]
+lead_status = "Working - Contacted"
+"#;
+
+fn secrets(api_pass: &str) -> Arc<dyn SecretStore> {
+    let doc = json!({
+        "ingest_tokens": ["ingest-1"],
+        "vicidial": {"api_user": "6666", "api_pass": api_pass},
+        "hubspot": {"access_token": HUBSPOT_TOKEN},
+        "salesforce": {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "refresh_token": REFRESH_TOKEN},
+    });
+    Arc::new(FileSecrets::from_json(&doc.to_string()).unwrap())
+}
+
+fn status(report: &Report, id: &str) -> (Status, String) {
+    let c = report.checks.iter().find(|c| c.id == id).unwrap_or_else(|| panic!("no line {id}:\n{}", report.to_text()));
+    (c.status, c.reason.clone())
+}
+
+fn failed(report: &Report) -> Vec<&str> {
+    report.checks.iter().filter(|c| c.status == Status::Fail).map(|c| c.id.as_str()).collect()
+}
+
+const VICIDIAL_LINES: [&str; 6] = [
+    "vicidial.password",
+    "vicidial.login",
+    "vicidial.function.add_lead",
+    "vicidial.function.lead_search",
+    "vicidial.function.agent_status",
+    "vicidial.function.external_dial",
+];
+
+#[tokio::test]
+async fn a_correct_hubspot_installation_passes_every_line() {
+    let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
+    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("1234"), None).await;
+    assert!(report.passed, "{}", report.to_text());
+    assert!(report.checks.iter().all(|c| c.status == Status::Pass), "{}", report.to_text());
+    for id in VICIDIAL_LINES.into_iter().chain(["crm.token", "crm.scopes", "crm.mapping"]) {
+        assert_eq!(status(&report, id).0, Status::Pass, "{id}");
+    }
+    assert_eq!(report.checks.iter().filter(|c| c.id.starts_with("crm.property.")).count(), 7);
+    // Probes change nothing: no lead was added, no dial queued.
+    assert!(vici.leads().is_empty());
+    assert!(vici.external_dials().is_empty());
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(json["passed"], true);
+}
+
+#[tokio::test]
+async fn a_correct_salesforce_installation_passes_every_line() {
+    let (vici, sf) = (VicidialSim::start().await, SalesforceSim::start().await);
+    let report = run(&salesforce_config(&vici, &sf, "", SALESFORCE_MAPPING), secrets("1234"), None).await;
+    assert!(report.passed, "{}", report.to_text());
+    assert!(report.checks.iter().all(|c| c.status == Status::Pass), "{}", report.to_text());
+    for id in VICIDIAL_LINES.into_iter().chain(["crm.token", "crm.field.salesforce.call_key_field", "crm.mapping"]) {
+        assert_eq!(status(&report, id).0, Status::Pass, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn each_function_missing_from_api_allowed_functions_fails_its_line() {
+    let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
+    vici.add_user(SimUser { api_allowed_functions: " add_lead agent_status ".into(), ..SimUser::api("6666", "1234") });
+    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("1234"), None).await;
+    assert!(!report.passed);
+    assert_eq!(failed(&report), ["vicidial.function.lead_search", "vicidial.function.external_dial"]);
+    let (_, reason) = status(&report, "vicidial.function.lead_search");
+    assert!(reason.contains("may not use lead_search") && reason.contains("api_allowed_functions"), "{reason}");
+    let (_, reason) = status(&report, "vicidial.function.external_dial");
+    assert!(reason.contains("' external_dial '") && reason.contains("PERMISSION"), "{reason}");
+    assert!(report.to_text().contains("✗ VICIdial API user may use lead_search"), "{}", report.to_text());
+}
+
+#[tokio::test]
+async fn user_settings_below_what_a_function_needs_fail_its_line() {
+    let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
+    // modify_leads 5 may search leads but not add them; no view_reports: no agent_status.
+    vici.add_user(SimUser { modify_leads: 5, view_reports: false, ..SimUser::api("6666", "1234") });
+    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("1234"), None).await;
+    assert_eq!(failed(&report), ["vicidial.function.add_lead", "vicidial.function.agent_status"]);
+    let (_, reason) = status(&report, "vicidial.function.add_lead");
+    assert!(reason.contains("modify_leads 1-4") && reason.contains("ADD LEADS"), "{reason}");
+    let (_, reason) = status(&report, "vicidial.function.agent_status");
+    assert!(reason.contains("view_reports"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_refused_login_fails_once_and_skips_the_function_lines() {
+    let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
+    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("wrong"), None).await;
+    assert_eq!(failed(&report), ["vicidial.login"]);
+    let (_, reason) = status(&report, "vicidial.login");
+    assert!(reason.contains("refused the API login") && !reason.contains("wrong"), "{reason}");
+    assert_eq!(status(&report, "vicidial.function.lead_search").0, Status::Skip);
+    // One failed login, not one per function: 10 lock the user.
+    assert_eq!(vici.failed_logins("6666"), 1);
+}
+
+#[tokio::test]
+async fn a_password_vicidial_would_filter_fails_its_line() {
+    let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
+    vici.add_user(SimUser::api("6666", "12&34"));
+    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("12&34"), None).await;
+    let (s, reason) = status(&report, "vicidial.password");
+    assert_eq!(s, Status::Fail);
+    assert!(reason.contains("1 character(s)") && !reason.contains('&'), "{reason}");
+}
+
+#[tokio::test]
+async fn a_missing_hubspot_property_fails_its_line() {
+    let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
+    hs.with(|s| s.custom.get_mut("contacts").unwrap().remove("vicibridge_do_not_call"));
+    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("1234"), None).await;
+    assert_eq!(failed(&report), ["crm.property.contacts.vicibridge_do_not_call"]);
+    let (_, reason) = status(&report, "crm.property.contacts.vicibridge_do_not_call");
+    assert!(reason.contains("does not exist: run `vicibridge hubspot setup`"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_bad_hubspot_deal_stage_fails_its_line() {
+    let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
+    let mapping = format!("{HUBSPOT_MAPPING}[dispositions.XFER]\ndeal_stage = \"won-big\"\n");
+    let report = run(&hubspot_config(&vici, &hs, &mapping), secrets("1234"), None).await;
+    assert_eq!(failed(&report), ["crm.mapping.dispositions.XFER.deal_stage"]);
+    let (_, reason) = status(&report, "crm.mapping.dispositions.XFER.deal_stage");
+    assert!(reason.contains("\"won-big\" is not a deal stage") && reason.contains("\"closedwon\""), "{reason}");
+}
+
+#[tokio::test]
+async fn a_revoked_hubspot_token_fails_the_token_line() {
+    let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
+    hs.revoke_token();
+    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("1234"), None).await;
+    assert_eq!(failed(&report), ["crm.token"]);
+    assert!(status(&report, "crm.token").1.contains("401"), "{}", report.to_text());
+}
+
+#[tokio::test]
+async fn a_bad_salesforce_stage_and_lead_status_fail_their_lines() {
+    let (vici, sf) = (VicidialSim::start().await, SalesforceSim::start().await);
+    let mapping =
+        format!("{SALESFORCE_MAPPING}[dispositions.NI]\nlead_status = \"Dead\"\ndeal_stage = \"Lost Forever\"\n");
+    let report = run(&salesforce_config(&vici, &sf, "", &mapping), secrets("1234"), None).await;
+    assert_eq!(failed(&report), ["crm.mapping.dispositions.NI.deal_stage", "crm.mapping.dispositions.NI.lead_status"]);
+    let (_, reason) = status(&report, "crm.mapping.dispositions.NI.lead_status");
+    assert!(reason.contains("\"Dead\" is not a Lead Status") && reason.contains("\"Working - Contacted\""), "{reason}");
+}
+
+#[tokio::test]
+async fn a_missing_salesforce_field_fails_its_line() {
+    let (vici, sf) = (VicidialSim::start().await, SalesforceSim::start().await);
+    let report = run(
+        &salesforce_config(&vici, &sf, "call_key_field = \"Call_Key_Missing__c\"", SALESFORCE_MAPPING),
+        secrets("1234"),
+        None,
+    )
+    .await;
+    assert_eq!(failed(&report), ["crm.field.salesforce.call_key_field"]);
+    let (_, reason) = status(&report, "crm.field.salesforce.call_key_field");
+    assert!(reason.contains("Task has no field Call_Key_Missing__c"), "{reason}");
+}
