@@ -19,10 +19,10 @@ fn functions(config: &Config) -> Vec<(ProbeFunction, &'static str)> {
     let mut out = Vec::new();
     if config.lead_injection.is_some() {
         out.push((ProbeFunction::AddLead, "lead injection"));
-        out.push((ProbeFunction::LeadSearch, "lead injection (finding a lead whose insert had no answer)"));
+        out.push((ProbeFunction::LeadSearch, "lead injection, to find a lead whose insert went unanswered"));
     }
     if config.screen_pop.verify_agent || config.click_to_call.is_some() {
-        out.push((ProbeFunction::AgentStatus, "screen pop and click-to-call (which agent is on which call)"));
+        out.push((ProbeFunction::AgentStatus, "screen pop and click-to-call, to see which agent is on which call"));
     }
     out
 }
