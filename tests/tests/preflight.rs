@@ -226,3 +226,38 @@ async fn a_missing_salesforce_field_fails_its_line() {
     let (_, reason) = status(&report, "crm.field.salesforce.call_key_field");
     assert!(reason.contains("Task has no field Call_Key_Missing__c"), "{reason}");
 }
+
+#[tokio::test]
+async fn the_reports_user_line_follows_the_url_log_report() {
+    use vicibridge_tests::url_log_sim::{ReportsUser, UrlLogSim};
+    // The report has its own simulator: only the URL log line is about it here.
+    let reports = UrlLogSim::start().await;
+    reports.add_user(ReportsUser::allowed("reports", "rpass1"));
+    reports.add_user(ReportsUser {
+        allowed_reports: "Agent Time Detail".into(),
+        ..ReportsUser::allowed("nogroup", "rpass2")
+    });
+    let config = |reconcile: &str| {
+        Config::from_toml(&format!(
+            "[vicidial]\nbase_url = \"{}\"\n[crm]\nkind = \"dry-run\"\n[screen_pop]\nverify_agent = false\n{reconcile}",
+            reports.base_url()
+        ))
+        .unwrap()
+    };
+    let secrets = |user: &str, pass: &str| -> Arc<dyn SecretStore> {
+        let doc =
+            json!({"vicidial": {"api_user": "6666", "api_pass": "1234", "reports_user": user, "reports_pass": pass}});
+        Arc::new(FileSecrets::from_json(&doc.to_string()).unwrap())
+    };
+    let report = run(&config("[reconcile]"), secrets("reports", "rpass1"), None).await;
+    assert_eq!(status(&report, "vicidial.url_log").0, Status::Pass, "{}", report.to_text());
+    assert_eq!(reports.requests().len(), 1);
+
+    let report = run(&config("[reconcile]"), secrets("nogroup", "rpass2"), None).await;
+    let (s, reason) = status(&report, "vicidial.url_log");
+    assert_eq!(s, Status::Fail);
+    assert!(reason.contains("Allowed Reports"), "{reason}");
+
+    let report = run(&config(""), secrets("reports", "rpass1"), None).await;
+    assert!(report.checks.iter().all(|c| c.id != "vicidial.url_log"), "{}", report.to_text());
+}

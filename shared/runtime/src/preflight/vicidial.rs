@@ -78,6 +78,9 @@ pub(super) async fn checks(config: &Config, secrets: Arc<dyn SecretStore>) -> Ve
             (Some(ProbeAnswer::LoginRefused { reason }), _) => Check::fail(id, title, reason.clone()),
         });
     }
+    if config.reconcile.is_some() {
+        out.push(url_log_check(config, secrets.clone()).await);
+    }
     if config.click_to_call.is_some() {
         let id = "vicidial.function.external_dial";
         let title = "VICIdial API user may use external_dial (agent API, for click-to-call)";
@@ -147,6 +150,25 @@ async fn external_dial_check(config: &Config, secrets: Arc<dyn SecretStore>, id:
             title,
             format!("VICIdial queued a dial for the probe agent {:?}: a user of that name is logged in", q.agent_user),
         ),
+    }
+}
+
+/// `[reconcile]` reads VICIdial's URL Log Report as the reports user: read one second of today
+/// (server-local), which proves the login, "View Reports" and the report in the user group's
+/// Allowed Reports.
+async fn url_log_check(config: &Config, secrets: Arc<dyn SecretStore>) -> Check {
+    use vicibridge_vicidial::url_log::{DayWindow, UrlLogClient, UrlLogOptions, UrlType};
+    let id = "vicidial.url_log";
+    let title = "VICIdial reports user can read the URL log (for [reconcile])";
+    let client = match UrlLogClient::new(&config.vicidial.base_url, secrets, UrlLogOptions::default()) {
+        Ok(c) => c,
+        Err(e) => return Check::fail(id, title, e.to_string()),
+    };
+    let day = chrono::Utc::now().with_timezone(&config.vicidial.server_time_zone).date_naive();
+    let window = DayWindow { day, from: chrono::NaiveTime::MIN, to: chrono::NaiveTime::MIN };
+    match client.fetch(window, &UrlType::ALL).await {
+        Ok(_) => Check::pass(id, title, "the URL Log Report answered"),
+        Err(e) => Check::fail(id, title, e.to_string()),
     }
 }
 
