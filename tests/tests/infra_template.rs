@@ -28,6 +28,8 @@ const EMITTED: &[&str] = &[
     m::LEAD_INJECTIONS,
     m::DIALER_AUTH_ALERTS,
     m::CLICK_TO_CALL,
+    m::RECONCILE_MISSING,
+    m::RECONCILE_REPLAYED,
 ];
 
 fn template() -> Yaml {

@@ -37,6 +37,8 @@ pub enum InitError {
     ScreenPop(#[from] vicibridge_runtime::screen_pop::ScreenPopSetupError),
     #[error(transparent)]
     ClickToCall(#[from] ClickToCallError),
+    #[error(transparent)]
+    UrlLog(#[from] vicibridge_vicidial::url_log::UrlLogError),
     #[error("{what}")]
     NotConfigured { what: &'static str },
     #[error(
@@ -59,6 +61,7 @@ impl InitError {
             | InitError::Vicidial(_)
             | InitError::ScreenPop(_)
             | InitError::ClickToCall(_)
+            | InitError::UrlLog(_)
             | InitError::NotConfigured { .. } => "Vicibridge.ConfigInvalid",
             InitError::Config(_) => "Vicibridge.ConfigMissing",
             InitError::TimedOut => "Vicibridge.InitTimeout",

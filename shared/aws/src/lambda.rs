@@ -178,7 +178,7 @@ async fn run_sqs_worker(metrics: Metrics, worker: SqsWorker) -> Result<(), BoxEr
 }
 
 /// Lambda's deadline (milliseconds since the epoch) as an instant on tokio's clock.
-fn deadline(deadline_ms: u64) -> Instant {
+pub(crate) fn deadline(deadline_ms: u64) -> Instant {
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }

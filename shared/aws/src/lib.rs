@@ -5,6 +5,7 @@ pub mod config_source;
 pub mod function;
 pub mod lambda;
 pub mod limits;
+pub mod reconcile;
 pub mod sdk;
 pub mod secret_writer;
 pub mod secrets_manager;

@@ -9,11 +9,11 @@ use async_trait::async_trait;
 use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::info;
 use vicibridge_core::config::{Config, ReconcileConfig};
 use vicibridge_core::ports::SecretStore;
 use vicibridge_runtime::Ingest;
-use vicibridge_runtime::reconcile::{NoProgress, Reconciler, ReplayLedger};
+use vicibridge_runtime::reconcile::{NoProgress, Reconciler, ReplayLedger, report_failure};
 use vicibridge_vicidial::url_log::{UrlLogClient, UrlLogOptions};
 
 /// File name under `--data-dir`.
@@ -115,7 +115,7 @@ pub async fn run_schedule(reconciler: Reconciler, config: ReconcileConfig, mut s
     loop {
         let now = Utc::now();
         if let Err(e) = reconciler.run(now - lookback, now, false, &NoProgress).await {
-            warn!(error = %e, retryable = matches!(&e, vicibridge_runtime::reconcile::ReconcileError::UrlLog(u) if u.is_retryable()), "reconcile failed; next run at the next interval");
+            report_failure(&e);
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

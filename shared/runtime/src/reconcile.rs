@@ -12,13 +12,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Timelike, Utc};
 use serde::Serialize;
-use tracing::{info, warn};
+use tokio::time::Instant;
+use tracing::{error, info, warn};
 use vicibridge_core::config::Tz;
 use vicibridge_vicidial::CallUrl;
 use vicibridge_vicidial::url_log::{DayWindow, LoggedAnswer, UrlLogClient, UrlLogError, UrlLogRow, UrlType};
 
+use crate::breaker::Integration;
 use crate::ingest::{Ingest, Replay, is_receipt};
 use crate::metrics as m;
 
@@ -69,6 +71,14 @@ pub trait ReplayLedger: Send + Sync {
     async fn insert(&self, row: &str) -> Result<(), String>;
 }
 
+/// How far a scheduled run without a ledger (the reconcile Lambda) has read the URL log: the
+/// next run starts there, so each logged row is read by one run.
+#[async_trait]
+pub trait Checkpoint: Send + Sync {
+    async fn load(&self) -> Result<Option<DateTime<Utc>>, String>;
+    async fn save(&self, at: DateTime<Utc>) -> Result<(), String>;
+}
+
 /// Where a run's progress goes (a progress bar in the CLI).
 pub trait Progress: Send + Sync {
     /// A day's rows were downloaded.
@@ -106,6 +116,9 @@ pub struct ReconcileReport {
     pub rejected: Vec<RejectedRow>,
     /// Missing, and the queue did not take them: the next run tries again.
     pub queue_failures: usize,
+    /// Set when the run did not finish its window (its deadline came, or a row could not be
+    /// queued): the time of the first row it left, where the next run must start.
+    pub resume_at: Option<DateTime<Utc>>,
 }
 
 impl ReconcileReport {
@@ -121,6 +134,31 @@ pub enum ReconcileError {
     UrlLog(#[from] UrlLogError),
     #[error("--since {since} is after --until {until}")]
     EmptyWindow { since: DateTime<Utc>, until: DateTime<Utc> },
+    #[error("reconcile checkpoint: {0}")]
+    Checkpoint(String),
+}
+
+impl ReconcileError {
+    /// Whether an operator must change something (VICIdial refused the reports user, the
+    /// secret lacks it, the base URL is wrong) rather than wait for the next run.
+    pub fn needs_operator(&self) -> bool {
+        match self {
+            ReconcileError::UrlLog(e) => !e.is_retryable(),
+            ReconcileError::EmptyWindow { .. } | ReconcileError::Checkpoint(_) => false,
+        }
+    }
+}
+
+/// The log line (and, for what an operator must fix, the dialer's alert metric, the one
+/// `DialerAuthAlarm` watches) of a failed scheduled run.
+pub fn report_failure(e: &ReconcileError) {
+    if e.needs_operator() {
+        let dialer = Integration::dialer();
+        metrics::counter!(dialer.alert_metric).increment(1);
+        error!(integration = dialer.name, error = %e, "reconcile cannot read VICIdial's URL log; missed dispositions are not being recovered");
+    } else {
+        warn!(error = %e, "reconcile failed; the next run reads the same window again");
+    }
 }
 
 pub struct Reconciler {
@@ -156,13 +194,31 @@ impl Reconciler {
         dry_run: bool,
         progress: &dyn Progress,
     ) -> Result<ReconcileReport, ReconcileError> {
+        self.run_by(since, until, dry_run, progress, None).await
+    }
+
+    /// [`Reconciler::run`] that stops before `deadline` (a Lambda's): it starts no day's
+    /// download that could outlast it, handles no row after it, and says where it stopped
+    /// ([`ReconcileReport::resume_at`]).
+    pub async fn run_by(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        dry_run: bool,
+        progress: &dyn Progress,
+        deadline: Option<Instant>,
+    ) -> Result<ReconcileReport, ReconcileError> {
         if since > until {
             return Err(ReconcileError::EmptyWindow { since, until });
         }
         let local = |t: DateTime<Utc>| t.with_timezone(&self.server_tz).naive_local();
         let now = local(Utc::now());
         let mut report = ReconcileReport::default();
-        for window in DayWindow::covering(local(since), local(until)) {
+        'days: for window in DayWindow::covering(local(since), local(until)) {
+            if deadline.is_some_and(|d| Instant::now() + self.client.timeout() >= d) {
+                report.resume_at = Some(self.utc(window.day.and_time(window.from)));
+                break;
+            }
             let day = self.client.fetch(window, &UrlType::ALL).await?;
             report.garbled += day.garbled.len();
             for garbled in &day.garbled {
@@ -170,8 +226,16 @@ impl Reconciler {
             }
             progress.rows_found(day.rows.len());
             for row in &day.rows {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    report.resume_at = Some(self.utc(row.url_date));
+                    break 'days;
+                }
                 report.rows_read += 1;
+                let failures = report.queue_failures;
                 self.handle(row, now, dry_run, &mut report).await;
+                if report.queue_failures > failures && report.resume_at.is_none() {
+                    report.resume_at = Some(self.utc(row.url_date));
+                }
                 progress.row_done();
             }
         }
@@ -190,9 +254,52 @@ impl Reconciler {
             not_ours = report.not_ours,
             pending = report.pending,
             garbled = report.garbled,
+            resume_at = report.resume_at.map(|t| t.to_rfc3339()),
             "reconcile finished"
         );
         Ok(report)
+    }
+
+    /// A scheduled run without a ledger (the reconcile Lambda): reads from the checkpoint (at
+    /// most `lookback` back) to [`SETTLE`] ago, replays what is missing, and moves the
+    /// checkpoint to where it stopped. Windows do not overlap, so a row is replayed by one
+    /// run; rows younger than [`SETTLE`] wait for the next run, when VICIdial has its answer.
+    pub async fn run_from_checkpoint(
+        &self,
+        checkpoint: &dyn Checkpoint,
+        lookback: chrono::Duration,
+        deadline: Instant,
+    ) -> Result<ReconcileReport, ReconcileError> {
+        let settle = chrono::Duration::from_std(SETTLE).unwrap_or_default();
+        // Whole seconds: the report's times are; the next window starts where this one ends.
+        let now = Utc::now();
+        let end = now - settle - chrono::Duration::nanoseconds(i64::from(now.nanosecond()));
+        let floor = end - lookback;
+        let start = match checkpoint.load().await.map_err(ReconcileError::Checkpoint)? {
+            Some(at) if at > floor => at,
+            Some(at) => {
+                warn!(checkpoint = %at.to_rfc3339(), lookback_hours = lookback.num_hours(), "reconcile: the last run is older than the lookback; rows between them are not read");
+                floor
+            }
+            None => floor,
+        };
+        if start >= end {
+            return Ok(ReconcileReport::default());
+        }
+        let report = self.run_by(start, end - chrono::Duration::seconds(1), false, &NoProgress, Some(deadline)).await?;
+        let reached = report.resume_at.unwrap_or(end);
+        if reached > start {
+            checkpoint.save(reached).await.map_err(ReconcileError::Checkpoint)?;
+        }
+        Ok(report)
+    }
+
+    /// A dialer-local time as UTC (the earlier one in a DST fold).
+    fn utc(&self, local: NaiveDateTime) -> DateTime<Utc> {
+        match self.server_tz.from_local_datetime(&local) {
+            chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => t.with_timezone(&Utc),
+            chrono::LocalResult::None => Utc.from_utc_datetime(&local),
+        }
     }
 
     async fn handle(&self, row: &UrlLogRow, now: NaiveDateTime, dry_run: bool, report: &mut ReconcileReport) {

@@ -209,6 +209,7 @@ pub struct UrlLogClient {
     endpoint: String,
     http: reqwest::Client,
     secrets: Arc<dyn SecretStore>,
+    timeout: Duration,
 }
 
 impl fmt::Debug for UrlLogClient {
@@ -228,7 +229,12 @@ impl UrlLogClient {
             .connect_timeout(options.connect_timeout)
             .build()
             .map_err(|e| UrlLogError::Client(e.to_string()))?;
-        Ok(UrlLogClient { endpoint: format!("{base}{REPORT_PATH}"), http, secrets })
+        Ok(UrlLogClient { endpoint: format!("{base}{REPORT_PATH}"), http, secrets, timeout: options.timeout })
+    }
+
+    /// The longest one day's download may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The rows of one window, oldest first.

@@ -1,0 +1,150 @@
+//! The `reconcile` Lambda: on an EventBridge schedule, VICIdial's URL log → replay of the
+//! URLs that never reached vicibridge onto the crm-events queue
+//! ([`vicibridge_runtime::reconcile`]). Where each run starts is an SSM parameter (the
+//! checkpoint): runs read adjoining windows, so a missed URL is replayed once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use lambda_runtime::{LambdaEvent, service_fn};
+use tokio::time::Instant;
+use tracing::info;
+use vicibridge_core::config::Config;
+use vicibridge_core::ports::SecretStore;
+use vicibridge_runtime::Ingest;
+use vicibridge_runtime::reconcile::{Checkpoint, ReconcileError, ReconcileReport, Reconciler, report_failure};
+use vicibridge_vicidial::url_log::{UrlLogClient, UrlLogOptions};
+
+use crate::config_source::{aws_config, load_config, sdk_error_message};
+use crate::function::{InitError, env, start};
+use crate::lambda::{QUEUE_URL_ENV, SECRET_ENV, deadline};
+use crate::limits::WORKER;
+use crate::secrets_manager::SecretsManagerStore;
+use crate::sqs::SqsQueue;
+
+/// Name of the SSM parameter holding the checkpoint.
+pub const CHECKPOINT_ENV: &str = "VICIBRIDGE_RECONCILE_CHECKPOINT";
+/// The checkpoint's value before the first run (CloudFormation needs a non-empty value).
+pub const NO_CHECKPOINT: &str = "none";
+/// One day's URL Log Report download; a run starts no download that could outlast the
+/// function's timeout (infra/template.yaml: 300 s).
+pub const REPORT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Kept free at the end of a run for the checkpoint write and the answer.
+const RESERVE: Duration = Duration::from_secs(10);
+
+/// The checkpoint in an SSM String parameter, as RFC 3339.
+#[derive(Debug, Clone)]
+pub struct SsmCheckpoint {
+    client: aws_sdk_ssm::Client,
+    name: String,
+}
+
+impl SsmCheckpoint {
+    pub fn new(client: aws_sdk_ssm::Client, name: impl Into<String>) -> Self {
+        SsmCheckpoint { client, name: name.into() }
+    }
+}
+
+#[async_trait]
+impl Checkpoint for SsmCheckpoint {
+    async fn load(&self) -> Result<Option<DateTime<Utc>>, String> {
+        let out = self
+            .client
+            .get_parameter()
+            .name(&self.name)
+            .send()
+            .await
+            .map_err(|e| format!("SSM GetParameter {}: {}", self.name, sdk_error_message(&e)))?;
+        let value = out.parameter().and_then(|p| p.value()).unwrap_or(NO_CHECKPOINT).trim();
+        if value == NO_CHECKPOINT {
+            return Ok(None);
+        }
+        DateTime::parse_from_rfc3339(value).map(|t| Some(t.with_timezone(&Utc))).map_err(|_| {
+            format!("SSM parameter {} holds {value:?}, not an RFC 3339 time or {NO_CHECKPOINT:?}", self.name)
+        })
+    }
+
+    async fn save(&self, at: DateTime<Utc>) -> Result<(), String> {
+        self.client
+            .put_parameter()
+            .name(&self.name)
+            .value(at.to_rfc3339())
+            .overwrite(true)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| format!("SSM PutParameter {}: {}", self.name, sdk_error_message(&e)))
+    }
+}
+
+/// The function's state between invocations.
+pub struct ReconcileFunction {
+    reconciler: Reconciler,
+    checkpoint: Arc<dyn Checkpoint>,
+    /// `[reconcile] lookback_hours`; `None`: no `[reconcile]`, the function does nothing.
+    lookback: Option<chrono::Duration>,
+}
+
+impl std::fmt::Debug for ReconcileFunction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReconcileFunction").field("reconciler", &self.reconciler).finish_non_exhaustive()
+    }
+}
+
+impl ReconcileFunction {
+    /// The reconciler of `config`: the URL Log Report with the reports user of `secrets`,
+    /// the normal ingest onto `crm_events`.
+    pub fn new(
+        config: &Config,
+        secrets: Arc<dyn SecretStore>,
+        crm_events: SqsQueue,
+        checkpoint: Arc<dyn Checkpoint>,
+    ) -> Result<Self, InitError> {
+        let options = UrlLogOptions { timeout: REPORT_TIMEOUT, ..UrlLogOptions::default() };
+        let client = UrlLogClient::new(&config.vicidial.base_url, secrets.clone(), options)?;
+        let ingest = Arc::new(Ingest::new(Arc::new(crm_events), secrets));
+        Ok(ReconcileFunction {
+            reconciler: Reconciler::new(client, ingest, config.vicidial.server_time_zone, None),
+            checkpoint,
+            lookback: config.reconcile.as_ref().map(|r| chrono::Duration::hours(i64::from(r.lookback_hours))),
+        })
+    }
+
+    /// One scheduled run, finished before `deadline`. A failure is logged (an alert when an
+    /// operator must act) and returned, so Lambda records the invocation as failed.
+    pub async fn handle(&self, deadline: Instant) -> Result<ReconcileReport, ReconcileError> {
+        let Some(lookback) = self.lookback else {
+            info!("reconcile is off: the configuration has no [reconcile] section");
+            return Ok(ReconcileReport::default());
+        };
+        let stop_by = deadline.checked_sub(RESERVE).unwrap_or(deadline);
+        let result = self.reconciler.run_from_checkpoint(self.checkpoint.as_ref(), lookback, stop_by).await;
+        if let Err(e) = &result {
+            report_failure(e);
+        }
+        result
+    }
+}
+
+/// `reconcile`: the scheduled function.
+pub async fn run_reconcile() -> Result<(), lambda_runtime::Error> {
+    let (metrics, function) = start(Box::pin(async {
+        let (secret_id, queue_url, checkpoint) = (env(SECRET_ENV)?, env(QUEUE_URL_ENV)?, env(CHECKPOINT_ENV)?);
+        let sdk = aws_config().await;
+        let config = load_config().await?;
+        let secrets = Arc::new(SecretsManagerStore::new(WORKER.secrets_manager(sdk), secret_id));
+        let checkpoint = Arc::new(SsmCheckpoint::new(WORKER.ssm(sdk), checkpoint));
+        ReconcileFunction::new(&config, secrets, SqsQueue::new(WORKER.sqs(sdk), queue_url), checkpoint)
+    }))
+    .await;
+    let (function, metrics) = (&function, &metrics);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
+        metrics.begin(&event.context.request_id);
+        let result = function.handle(deadline(event.context.deadline)).await;
+        metrics.end();
+        result.map(|report| serde_json::to_value(report).unwrap_or_default()).map_err(lambda_runtime::Error::from)
+    }))
+    .await
+}
