@@ -157,15 +157,21 @@ fn good_envelope() -> String {
     Envelope::new(event, chrono::Utc::now()).to_json()
 }
 
-#[tokio::test]
-async fn crm_sync_reports_partial_batch_failures_and_dead_letters_with_a_reason() {
-    let moto = Moto::start().await;
+/// crm-sync with the dry-run CRM on a moto queue; and its DLQ's URL.
+async fn dry_run_worker(moto: &Moto) -> (SqsWorker, String) {
     let (queue_url, dlq_url) = moto.create_queue_with_dlq("crm-events", 5).await;
     let worker = SqsWorker {
         handler: Arc::new(CrmSync::new(&config(), Arc::new(DryRunCrm::open(None, None).unwrap()))),
         queue: SqsQueue::new(moto.sqs(), &queue_url),
         dead_letters: SqsDeadLetters::new(moto.sqs(), &dlq_url),
     };
+    (worker, dlq_url)
+}
+
+#[tokio::test]
+async fn crm_sync_reports_partial_batch_failures_and_dead_letters_with_a_reason() {
+    let moto = Moto::start().await;
+    let (worker, dlq_url) = dry_run_worker(&moto).await;
     let event = sqs_event(&worker.queue, &[good_envelope(), "{\"v\":1,\"garbage\":true}".to_owned()]).await;
     let response = worker.handle(event).await;
     assert_eq!(serde_json::to_value(&response).unwrap(), serde_json::json!({ "batchItemFailures": [] }));
@@ -183,6 +189,31 @@ async fn crm_sync_reports_partial_batch_failures_and_dead_letters_with_a_reason(
     assert_eq!(dead.messages()[0].body(), Some("{\"v\":1,\"garbage\":true}"));
     let attrs = dead.messages()[0].message_attributes().unwrap();
     assert!(attrs["failure_reason"].string_value().unwrap().starts_with("message is not a vicibridge envelope"));
+}
+
+/// A dead letter replayed by `vicibridge dlq replay` that fails again keeps its reason history:
+/// the earlier reasons (`failure_history`, and the `failure_reason` SQS's message move task
+/// brought back) come first, the new reason is its `failure_reason`.
+#[tokio::test]
+async fn a_replayed_dead_letter_that_fails_again_keeps_its_reason_history() {
+    let moto = Moto::start().await;
+    let (worker, dlq_url) = dry_run_worker(&moto).await;
+    let mut event =
+        serde_json::to_value(sqs_event(&worker.queue, &["{\"v\":1,\"garbage\":true}".to_owned()]).await).unwrap();
+    let attribute = |v: &str| serde_json::json!({ "stringValue": v, "stringListValues": [], "binaryListValues": [], "dataType": "String" });
+    event["Records"][0]["messageAttributes"]["failure_history"] = attribute("HubSpot 400: bad property");
+    event["Records"][0]["messageAttributes"]["failure_reason"] = attribute("HubSpot 404: unknown contact");
+    let response = worker.handle(serde_json::from_value(event).unwrap()).await;
+    assert_eq!(serde_json::to_value(&response).unwrap(), serde_json::json!({ "batchItemFailures": [] }));
+
+    let dead = moto.sqs().receive_message().queue_url(&dlq_url).message_attribute_names("All").send().await.unwrap();
+    let attrs = dead.messages()[0].message_attributes().unwrap();
+    assert_eq!(
+        attrs["failure_history"].string_value(),
+        Some("HubSpot 400: bad property | HubSpot 404: unknown contact")
+    );
+    assert!(attrs["failure_reason"].string_value().unwrap().starts_with("message is not a vicibridge envelope"));
+    assert!(attrs.contains_key("idempotency_key"));
 }
 
 #[tokio::test]

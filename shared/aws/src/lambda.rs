@@ -249,14 +249,26 @@ impl SqsWorker {
                         .get("idempotency_key")
                         .and_then(|a| a.string_value.as_deref())
                         .unwrap_or("");
-                    let sent = tokio::time::timeout_at(answer_by, self.dead_letters.send(delivery.body, key, &reason))
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(crate::sqs::SqsError::Send {
-                                queue_url: self.dead_letters.dlq_url().to_owned(),
-                                message: "no time left before the function's timeout".into(),
-                            })
-                        });
+                    // A replayed dead letter: its earlier reasons, and the reason it carried
+                    // back from the DLQ (SQS's message move keeps the attributes).
+                    let attribute = |name: &str| {
+                        record.message_attributes.get(name).and_then(|a| a.string_value.as_deref()).unwrap_or("")
+                    };
+                    let history: Vec<&str> = [
+                        attribute(crate::sqs_admin::FAILURE_HISTORY_ATTRIBUTE),
+                        attribute(crate::sqs::FAILURE_REASON_ATTRIBUTE),
+                    ]
+                    .into_iter()
+                    .filter(|h| !h.is_empty())
+                    .collect();
+                    let history = history.join(" | ");
+                    let send = self.dead_letters.send_after(delivery.body, key, &reason, &history);
+                    let sent = tokio::time::timeout_at(answer_by, send).await.unwrap_or_else(|_| {
+                        Err(crate::sqs::SqsError::Send {
+                            queue_url: self.dead_letters.dlq_url().to_owned(),
+                            message: "no time left before the function's timeout".into(),
+                        })
+                    });
                     match sent {
                         Ok(()) => false,
                         Err(e) => {

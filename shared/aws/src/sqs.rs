@@ -169,8 +169,25 @@ impl SqsDeadLetters {
     /// `failure_reason` (sanitised, truncated to [`MAX_FAILURE_REASON_BYTES`]) and
     /// `idempotency_key`. The caller deletes the source message only after this succeeds.
     pub async fn send(&self, body: &str, key: &str, reason: &str) -> Result<(), SqsError> {
+        self.send_after(body, key, reason, "").await
+    }
+
+    /// [`SqsDeadLetters::send`] for a message that was dead-lettered before and replayed
+    /// (`vicibridge dlq replay`): `history` is its earlier reasons, oldest first, joined by
+    /// ` | ` (the `failure_history` attribute; empty for none), so the reason history stays.
+    pub async fn send_after(&self, body: &str, key: &str, reason: &str, history: &str) -> Result<(), SqsError> {
         let reason = failure_reason(reason);
-        self.queue.send_with(body, &[(FAILURE_REASON_ATTRIBUTE, &reason), (IDEMPOTENCY_KEY_ATTRIBUTE, key)]).await
+        let history = crate::sqs_admin::cut_history(history);
+        self.queue
+            .send_with(
+                body,
+                &[
+                    (FAILURE_REASON_ATTRIBUTE, &reason),
+                    (IDEMPOTENCY_KEY_ATTRIBUTE, key),
+                    (crate::sqs_admin::FAILURE_HISTORY_ATTRIBUTE, &history),
+                ],
+            )
+            .await
     }
 }
 

@@ -361,6 +361,11 @@ pub async fn wait_for_move(
     }
 }
 
+/// A `failure_history` value within SQS's attribute limits: the newest reasons.
+pub fn cut_history(text: &str) -> String {
+    cut(text)
+}
+
 fn cut(text: &str) -> String {
     let max = 4 * MAX_FAILURE_REASON_BYTES;
     if text.len() <= max {
