@@ -135,6 +135,12 @@ async fn scheduled_runs_replay_each_missed_url_once() {
     };
 
     let f = function(REPORTS_PASS, true, checkpoint.clone()).await;
+    // No time left: the run starts no download, and the next one starts where this one did.
+    let late = f.handle(Instant::now()).await.unwrap();
+    assert_eq!(late.rows_read, 0, "{late:?}");
+    assert!(late.resume_at.is_some());
+    assert_eq!(checkpoint.load().await.unwrap(), None);
+    assert!(sim.requests().is_empty());
     let report = f.handle(deadline()).await.unwrap();
     assert_eq!((report.rows_read, report.replayed, report.already_received), (21, 20, 1), "{report:?}");
     let keys = queued_keys(&moto, &queue_url).await;
