@@ -667,6 +667,7 @@ fn handle(state: &Arc<Mutex<State>>, incoming: Incoming) -> Reply {
     let mut reply = match function.as_str() {
         "add_lead" => add_lead(&mut s, &params, api_log_fatal, &fault),
         "lead_search" => lead_search(&mut s, &params),
+        "update_lead" => update_lead(&mut s, &params),
         "agent_status" => agent_status(&mut s, &params),
         "version" => {
             Reply::ok("VERSION: 2.14-202|BUILD: 250720-1841|DATE: 2026-11-21 22:00:00|EPOCH: 1795298400\n".into())
@@ -1033,6 +1034,30 @@ fn substitute_new_lead_url(template: &str, lead: &SimLead, s: &State) -> String 
     }
     out.push_str(rest);
     out
+}
+
+/// `update_lead` by `lead_id` with `delete_lead=Y` only (§4; `non_agent_api.php`, the
+/// update_lead block): the lead is deleted; anything else is not simulated.
+fn update_lead(s: &mut State, params: &HashMap<String, String>) -> Reply {
+    let p = |k: &str| params.get(k).cloned().unwrap_or_default();
+    let user = match authenticate(s, params).and_then(|u| source_and_function(&u, params, "update_lead").map(|()| u)) {
+        Ok(u) => u,
+        Err(reply) => return reply,
+    };
+    let api_user = filter_login(&p("user"));
+    if !(user.vdc_agent_api_access && (1..=4).contains(&user.modify_leads) && user.user_level > 7) {
+        return Reply::ok(format!(
+            "ERROR: update_lead USER DOES NOT HAVE PERMISSION TO UPDATE LEADS IN THE SYSTEM: |{api_user}|{}|\n",
+            user.modify_leads
+        ));
+    }
+    let lead_id = keep(&p("lead_id"), |c| c.is_ascii_digit());
+    assert!(p("search_method") == "LEAD_ID" && p("delete_lead") == "Y", "the simulator only deletes by lead_id");
+    let Some(at) = s.leads.iter().position(|l| l.lead_id.to_string() == lead_id) else {
+        return Reply::ok(format!("ERROR: update_lead NO MATCHES FOUND IN THE SYSTEM: |{api_user}|{lead_id}|||\n"));
+    };
+    s.leads.remove(at);
+    Reply::ok(format!("SUCCESS: update_lead LEAD HAS BEEN DELETED 0|0 - {api_user}|{lead_id}|1|0|0|\n"))
 }
 
 fn lead_search(s: &mut State, params: &HashMap<String, String>) -> Reply {

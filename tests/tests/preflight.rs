@@ -10,7 +10,7 @@ use serde_json::json;
 use vicibridge_core::config::Config;
 use vicibridge_core::ports::SecretStore;
 use vicibridge_local::secrets_file::FileSecrets;
-use vicibridge_runtime::preflight::{Report, Status, run};
+use vicibridge_runtime::preflight::{Options, Report, Status, run};
 use vicibridge_tests::hubspot_sim::HubspotSim;
 use vicibridge_tests::salesforce_sim::{CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, SalesforceSim};
 use vicibridge_tests::vicidial_sim::{SimUser, VicidialSim};
@@ -87,6 +87,15 @@ fn failed(report: &Report) -> Vec<&str> {
     report.checks.iter().filter(|c| c.status == Status::Fail).map(|c| c.id.as_str()).collect()
 }
 
+fn test_lead() -> Options {
+    Options { test_lead_phone: Some("7275550142".into()), keep: false }
+}
+
+/// add_lead requests that reached the simulator (not the probes, which name no real list).
+fn add_leads(vici: &VicidialSim) -> usize {
+    vici.requests().iter().filter(|r| r.param("function") == "add_lead" && r.param("list_id") == "999").count()
+}
+
 const VICIDIAL_LINES: [&str; 6] = [
     "vicidial.password",
     "vicidial.login",
@@ -99,14 +108,15 @@ const VICIDIAL_LINES: [&str; 6] = [
 #[tokio::test]
 async fn a_correct_hubspot_installation_passes_every_line() {
     let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
-    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("1234"), None).await;
+    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("1234"), None, &test_lead()).await;
     assert!(report.passed, "{}", report.to_text());
     assert!(report.checks.iter().all(|c| c.status == Status::Pass), "{}", report.to_text());
     for id in VICIDIAL_LINES.into_iter().chain(["crm.token", "crm.scopes", "crm.mapping"]) {
         assert_eq!(status(&report, id).0, Status::Pass, "{id}");
     }
     assert_eq!(report.checks.iter().filter(|c| c.id.starts_with("crm.property.")).count(), 7);
-    // Probes change nothing: no lead was added, no dial queued.
+    // Probes change nothing and the test lead is gone: no lead left, no dial queued.
+    assert_eq!(status(&report, "lead_injection.cleanup").0, Status::Pass);
     assert!(vici.leads().is_empty());
     assert!(vici.external_dials().is_empty());
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
@@ -116,7 +126,7 @@ async fn a_correct_hubspot_installation_passes_every_line() {
 #[tokio::test]
 async fn a_correct_salesforce_installation_passes_every_line() {
     let (vici, sf) = (VicidialSim::start().await, SalesforceSim::start().await);
-    let report = run(&salesforce_config(&vici, &sf, "", SALESFORCE_MAPPING), secrets("1234"), None).await;
+    let report = run(&salesforce_config(&vici, &sf, "", SALESFORCE_MAPPING), secrets("1234"), None, &test_lead()).await;
     assert!(report.passed, "{}", report.to_text());
     assert!(report.checks.iter().all(|c| c.status == Status::Pass), "{}", report.to_text());
     for id in VICIDIAL_LINES.into_iter().chain(["crm.token", "crm.field.salesforce.call_key_field", "crm.mapping"]) {
@@ -128,7 +138,7 @@ async fn a_correct_salesforce_installation_passes_every_line() {
 async fn each_function_missing_from_api_allowed_functions_fails_its_line() {
     let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
     vici.add_user(SimUser { api_allowed_functions: " add_lead agent_status ".into(), ..SimUser::api("6666", "1234") });
-    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("1234"), None).await;
+    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("1234"), None, &Options::default()).await;
     assert!(!report.passed);
     assert_eq!(failed(&report), ["vicidial.function.lead_search", "vicidial.function.external_dial"]);
     let (_, reason) = status(&report, "vicidial.function.lead_search");
@@ -143,7 +153,7 @@ async fn user_settings_below_what_a_function_needs_fail_its_line() {
     let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
     // modify_leads 5 may search leads but not add them; no view_reports: no agent_status.
     vici.add_user(SimUser { modify_leads: 5, view_reports: false, ..SimUser::api("6666", "1234") });
-    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("1234"), None).await;
+    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("1234"), None, &Options::default()).await;
     assert_eq!(failed(&report), ["vicidial.function.add_lead", "vicidial.function.agent_status"]);
     let (_, reason) = status(&report, "vicidial.function.add_lead");
     assert!(reason.contains("modify_leads 1-4") && reason.contains("ADD LEADS"), "{reason}");
@@ -154,7 +164,7 @@ async fn user_settings_below_what_a_function_needs_fail_its_line() {
 #[tokio::test]
 async fn a_refused_login_fails_once_and_skips_the_function_lines() {
     let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
-    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("wrong"), None).await;
+    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("wrong"), None, &Options::default()).await;
     assert_eq!(failed(&report), ["vicidial.login"]);
     let (_, reason) = status(&report, "vicidial.login");
     assert!(reason.contains("refused the API login") && !reason.contains("wrong"), "{reason}");
@@ -167,7 +177,7 @@ async fn a_refused_login_fails_once_and_skips_the_function_lines() {
 async fn a_password_vicidial_would_filter_fails_its_line() {
     let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
     vici.add_user(SimUser::api("6666", "12&34"));
-    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("12&34"), None).await;
+    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("12&34"), None, &Options::default()).await;
     let (s, reason) = status(&report, "vicidial.password");
     assert_eq!(s, Status::Fail);
     assert!(reason.contains("1 character(s)") && !reason.contains('&'), "{reason}");
@@ -177,7 +187,7 @@ async fn a_password_vicidial_would_filter_fails_its_line() {
 async fn a_missing_hubspot_property_fails_its_line() {
     let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
     hs.with(|s| s.custom.get_mut("contacts").unwrap().remove("vicibridge_do_not_call"));
-    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("1234"), None).await;
+    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("1234"), None, &Options::default()).await;
     assert_eq!(failed(&report), ["crm.property.contacts.vicibridge_do_not_call"]);
     let (_, reason) = status(&report, "crm.property.contacts.vicibridge_do_not_call");
     assert!(reason.contains("does not exist: run `vicibridge hubspot setup`"), "{reason}");
@@ -187,7 +197,7 @@ async fn a_missing_hubspot_property_fails_its_line() {
 async fn a_bad_hubspot_deal_stage_fails_its_line() {
     let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
     let mapping = format!("{HUBSPOT_MAPPING}[dispositions.XFER]\ndeal_stage = \"won-big\"\n");
-    let report = run(&hubspot_config(&vici, &hs, &mapping), secrets("1234"), None).await;
+    let report = run(&hubspot_config(&vici, &hs, &mapping), secrets("1234"), None, &Options::default()).await;
     assert_eq!(failed(&report), ["crm.mapping.dispositions.XFER.deal_stage"]);
     let (_, reason) = status(&report, "crm.mapping.dispositions.XFER.deal_stage");
     assert!(reason.contains("\"won-big\" is not a deal stage") && reason.contains("\"closedwon\""), "{reason}");
@@ -197,7 +207,7 @@ async fn a_bad_hubspot_deal_stage_fails_its_line() {
 async fn a_revoked_hubspot_token_fails_the_token_line() {
     let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
     hs.revoke_token();
-    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("1234"), None).await;
+    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("1234"), None, &Options::default()).await;
     assert_eq!(failed(&report), ["crm.token"]);
     assert!(status(&report, "crm.token").1.contains("401"), "{}", report.to_text());
 }
@@ -207,7 +217,7 @@ async fn a_bad_salesforce_stage_and_lead_status_fail_their_lines() {
     let (vici, sf) = (VicidialSim::start().await, SalesforceSim::start().await);
     let mapping =
         format!("{SALESFORCE_MAPPING}[dispositions.NI]\nlead_status = \"Dead\"\ndeal_stage = \"Lost Forever\"\n");
-    let report = run(&salesforce_config(&vici, &sf, "", &mapping), secrets("1234"), None).await;
+    let report = run(&salesforce_config(&vici, &sf, "", &mapping), secrets("1234"), None, &Options::default()).await;
     assert_eq!(failed(&report), ["crm.mapping.dispositions.NI.deal_stage", "crm.mapping.dispositions.NI.lead_status"]);
     let (_, reason) = status(&report, "crm.mapping.dispositions.NI.lead_status");
     assert!(reason.contains("\"Dead\" is not a Lead Status") && reason.contains("\"Working - Contacted\""), "{reason}");
@@ -220,6 +230,7 @@ async fn a_missing_salesforce_field_fails_its_line() {
         &salesforce_config(&vici, &sf, "call_key_field = \"Call_Key_Missing__c\"", SALESFORCE_MAPPING),
         secrets("1234"),
         None,
+        &Options::default(),
     )
     .await;
     assert_eq!(failed(&report), ["crm.field.salesforce.call_key_field"]);
@@ -249,15 +260,53 @@ async fn the_reports_user_line_follows_the_url_log_report() {
             json!({"vicidial": {"api_user": "6666", "api_pass": "1234", "reports_user": user, "reports_pass": pass}});
         Arc::new(FileSecrets::from_json(&doc.to_string()).unwrap())
     };
-    let report = run(&config("[reconcile]"), secrets("reports", "rpass1"), None).await;
+    let report = run(&config("[reconcile]"), secrets("reports", "rpass1"), None, &Options::default()).await;
     assert_eq!(status(&report, "vicidial.url_log").0, Status::Pass, "{}", report.to_text());
     assert_eq!(reports.requests().len(), 1);
 
-    let report = run(&config("[reconcile]"), secrets("nogroup", "rpass2"), None).await;
+    let report = run(&config("[reconcile]"), secrets("nogroup", "rpass2"), None, &Options::default()).await;
     let (s, reason) = status(&report, "vicidial.url_log");
     assert_eq!(s, Status::Fail);
     assert!(reason.contains("Allowed Reports"), "{reason}");
 
-    let report = run(&config(""), secrets("reports", "rpass1"), None).await;
+    let report = run(&config(""), secrets("reports", "rpass1"), None, &Options::default()).await;
     assert!(report.checks.iter().all(|c| c.id != "vicidial.url_log"), "{}", report.to_text());
+}
+
+#[tokio::test]
+async fn a_test_lead_injected_twice_is_added_once_then_deleted_or_kept() {
+    let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
+    let config = hubspot_config(&vici, &hs, HUBSPOT_MAPPING);
+    let report = run(&config, secrets("1234"), None, &test_lead()).await;
+    let (s, reason) = status(&report, "lead_injection.duplicate");
+    assert_eq!(s, Status::Pass, "{}", report.to_text());
+    assert!(reason.contains("the redelivery found it"), "{reason}");
+    // Added once: the redelivery found the lead by vendor_lead_code and sent no add_lead.
+    assert_eq!(add_leads(&vici), 1);
+    assert!(vici.leads().is_empty(), "deleted afterwards");
+
+    let keep = Options { keep: true, ..test_lead() };
+    let report = run(&config, secrets("1234"), None, &keep).await;
+    assert_eq!(status(&report, "lead_injection.cleanup").0, Status::Warn);
+    let leads = vici.leads();
+    assert_eq!(leads.len(), 1);
+    assert!(leads[0].get("vendor_lead_code").starts_with("vbpreflight"));
+    assert_eq!(leads[0].get("phone_number"), "7275550142");
+
+    // Without a phone number, no lead is injected.
+    let report = run(&config, secrets("1234"), None, &Options::default()).await;
+    assert_eq!(status(&report, "lead_injection.duplicate").0, Status::Skip);
+    assert_eq!(add_leads(&vici), 2);
+}
+
+#[tokio::test]
+async fn a_test_lead_the_api_user_cannot_delete_fails_the_cleanup_line() {
+    let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
+    let allowed = " add_lead lead_search agent_status external_dial ";
+    vici.add_user(SimUser { api_allowed_functions: allowed.into(), ..SimUser::api("6666", "1234") });
+    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("1234"), None, &test_lead()).await;
+    assert_eq!(failed(&report), ["lead_injection.cleanup"]);
+    let (_, reason) = status(&report, "lead_injection.cleanup");
+    let lead_id = vici.leads()[0].lead_id;
+    assert!(reason.contains(&format!("lead {lead_id}")) && reason.contains("update_lead"), "{reason}");
 }

@@ -73,6 +73,13 @@ enum Command {
         /// Print the checklist as one JSON document (for CI).
         #[arg(long)]
         json: bool,
+        /// With `[lead_injection]`: inject a test lead with this phone number (a number you
+        /// own) twice, check it lands once, then delete it (the API user needs update_lead).
+        #[arg(long)]
+        test_lead_phone: Option<String>,
+        /// Leave what preflight created (the test lead) for inspection.
+        #[arg(long)]
+        keep: bool,
     },
     /// Print the Start Call, Dispo Call and API New Lead URLs to paste into VICIdial.
     Urls {
@@ -247,12 +254,13 @@ async fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
-        Command::Preflight { config, secrets: secrets_path, json } => {
+        Command::Preflight { config, secrets: secrets_path, json, test_lead_phone, keep } => {
             let config = load_config(&config)?;
             let store = secrets(secrets_path.as_deref())?;
             // A Salesforce login may rotate the refresh token: store it like serve would.
             let writer = secrets_path.map(|p| Arc::new(FileSecretWriter::new(p)) as Arc<dyn SecretWriter>);
-            let report = vicibridge_runtime::preflight::run(&config, store, writer).await;
+            let options = vicibridge_runtime::preflight::Options { test_lead_phone, keep };
+            let report = vicibridge_runtime::preflight::run(&config, store, writer, &options).await;
             if json {
                 println!("{}", report.to_json());
             } else {

@@ -98,7 +98,8 @@ fn default_fields(source: LeadSource) -> &'static [(&'static str, &'static str)]
     }
 }
 
-fn default_phone_property(source: LeadSource) -> &'static str {
+/// The CRM property holding the phone number when the mapping names none.
+pub fn default_phone_property(source: LeadSource) -> &'static str {
     match source {
         LeadSource::Hubspot => "phone",
         LeadSource::Salesforce => "Phone",

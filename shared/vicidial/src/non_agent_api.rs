@@ -11,6 +11,7 @@
 //! URL steps (observed on the real PHP; a POST does not avoid it by itself).
 
 mod agent_status;
+mod delete;
 mod normalize;
 mod probe;
 mod rate;
@@ -30,6 +31,7 @@ use vicibridge_core::ports::{SecretStore, SecretsError};
 use vicibridge_core::secrets::Secret;
 
 pub use agent_status::classify_agent_status;
+pub use delete::Deleted;
 pub use normalize::{
     SOURCE_MAX, VENDOR_LEAD_CODE_MAX, add_lead_params, email_value, name_value, source_value, text_value,
 };

@@ -4,6 +4,7 @@
 //! non-agent and agent APIs, the CRM adapters' own org checks); nothing here is a second client.
 
 mod crm;
+mod lead_injection;
 mod vicidial;
 
 use std::fmt;
@@ -100,11 +101,30 @@ impl Report {
     }
 }
 
+/// What the operator allows preflight to do beyond reading.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Inject a test lead with this phone number (and delete it afterwards).
+    pub test_lead_phone: Option<String>,
+    /// Leave what preflight created, for inspection.
+    pub keep: bool,
+}
+
 /// Runs every check the configuration calls for. `writer` stores a rotated Salesforce
 /// refresh token, as `serve` would.
-pub async fn run(config: &Config, secrets: Arc<dyn SecretStore>, writer: Option<Arc<dyn SecretWriter>>) -> Report {
+pub async fn run(
+    config: &Config,
+    secrets: Arc<dyn SecretStore>,
+    writer: Option<Arc<dyn SecretWriter>>,
+    options: &Options,
+) -> Report {
     let mut checks = vicidial::checks(config, secrets.clone()).await;
-    checks.extend(crm::checks(config, secrets, writer).await);
+    // A test lead only once the API user is known to log in and to be allowed add_lead.
+    let injectable = checks.iter().all(|c| c.status != Status::Fail);
+    checks.extend(crm::checks(config, secrets.clone(), writer).await);
+    if injectable {
+        checks.extend(lead_injection::checks(config, secrets, options).await);
+    }
     Report::new(checks)
 }
 
