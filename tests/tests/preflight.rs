@@ -18,23 +18,22 @@ use vicibridge_tests::vicidial_sim::{SimUser, VicidialSim};
 const HUBSPOT_TOKEN: &str = "pat-na1-preflight";
 
 /// VICIdial with lead injection, the screen pop and click-to-call: every function is used.
-fn vicidial_section(vici: &VicidialSim) -> String {
+fn vicidial_section(base_url: &str) -> String {
     format!(
         r#"
 [vicidial]
-base_url = "{}"
+base_url = "{base_url}"
 server_time_zone = "America/New_York"
 [lead_injection]
 [lead_injection.hubspot]
 list_id = "999"
 [click_to_call]
 public_base_url = "https://bridge.example.com"
-"#,
-        vici.base_url()
+"#
     )
 }
 
-fn hubspot_config(vici: &VicidialSim, hs: &HubspotSim, mapping: &str) -> Config {
+fn hubspot_config(vici: &str, hs: &HubspotSim, mapping: &str) -> Config {
     Config::from_toml(&format!(
         "{}\n[crm]\nkind = \"hubspot\"\n[hubspot]\nbase_url = \"{}\"\nrecording_base_url = \"https://rec.example.com\"\n{mapping}",
         vicidial_section(vici),
@@ -43,7 +42,7 @@ fn hubspot_config(vici: &VicidialSim, hs: &HubspotSim, mapping: &str) -> Config 
     .unwrap()
 }
 
-fn salesforce_config(vici: &VicidialSim, sf: &SalesforceSim, extra: &str, mapping: &str) -> Config {
+fn salesforce_config(vici: &str, sf: &SalesforceSim, extra: &str, mapping: &str) -> Config {
     Config::from_toml(&format!(
         "{}\n[crm]\nkind = \"salesforce\"\n[salesforce]\nlogin_url = \"{}\"\n{extra}\n{mapping}",
         vicidial_section(vici),
@@ -69,9 +68,13 @@ lead_status = "Working - Contacted"
 "#;
 
 fn secrets(api_pass: &str) -> Arc<dyn SecretStore> {
+    secrets_of("6666", api_pass)
+}
+
+fn secrets_of(api_user: &str, api_pass: &str) -> Arc<dyn SecretStore> {
     let doc = json!({
         "ingest_tokens": ["ingest-1"],
-        "vicidial": {"api_user": "6666", "api_pass": api_pass},
+        "vicidial": {"api_user": api_user, "api_pass": api_pass},
         "hubspot": {"access_token": HUBSPOT_TOKEN},
         "salesforce": {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "refresh_token": REFRESH_TOKEN},
     });
@@ -96,6 +99,26 @@ fn add_leads(vici: &VicidialSim) -> usize {
     vici.requests().iter().filter(|r| r.param("function") == "add_lead" && r.param("list_id") == "999").count()
 }
 
+/// The VICIdial of the passing tests: the simulator, or a real install named by
+/// `VICIBRIDGE_TEST_VICIDIAL="URL USER PASS"` (e.g. `shared/real-vicidial`'s; the API user then
+/// needs add_lead, lead_search, agent_status, external_dial and update_lead).
+struct Vici {
+    sim: Option<VicidialSim>,
+    base_url: String,
+    user: String,
+    pass: String,
+}
+
+async fn vicidial() -> Vici {
+    if let Ok(real) = std::env::var("VICIBRIDGE_TEST_VICIDIAL") {
+        let parts: Vec<&str> = real.split_whitespace().collect();
+        let [url, user, pass] = parts[..] else { panic!("VICIBRIDGE_TEST_VICIDIAL is \"URL USER PASS\"") };
+        return Vici { sim: None, base_url: url.into(), user: user.into(), pass: pass.into() };
+    }
+    let sim = VicidialSim::start().await;
+    Vici { base_url: sim.base_url(), sim: Some(sim), user: "6666".into(), pass: "1234".into() }
+}
+
 const VICIDIAL_LINES: [&str; 6] = [
     "vicidial.password",
     "vicidial.login",
@@ -107,8 +130,9 @@ const VICIDIAL_LINES: [&str; 6] = [
 
 #[tokio::test]
 async fn a_correct_hubspot_installation_passes_every_line() {
-    let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
-    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("1234"), None, &test_lead()).await;
+    let (vici, hs) = (vicidial().await, HubspotSim::start(HUBSPOT_TOKEN).await);
+    let config = hubspot_config(&vici.base_url, &hs, HUBSPOT_MAPPING);
+    let report = run(&config, secrets_of(&vici.user, &vici.pass), None, &test_lead()).await;
     assert!(report.passed, "{}", report.to_text());
     assert!(report.checks.iter().all(|c| c.status == Status::Pass), "{}", report.to_text());
     for id in VICIDIAL_LINES.into_iter().chain(["crm.token", "crm.scopes", "crm.mapping"]) {
@@ -117,16 +141,19 @@ async fn a_correct_hubspot_installation_passes_every_line() {
     assert_eq!(report.checks.iter().filter(|c| c.id.starts_with("crm.property.")).count(), 7);
     // Probes change nothing and the test lead is gone: no lead left, no dial queued.
     assert_eq!(status(&report, "lead_injection.cleanup").0, Status::Pass);
-    assert!(vici.leads().is_empty());
-    assert!(vici.external_dials().is_empty());
+    if let Some(sim) = &vici.sim {
+        assert!(sim.leads().is_empty());
+        assert!(sim.external_dials().is_empty());
+    }
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     assert_eq!(json["passed"], true);
 }
 
 #[tokio::test]
 async fn a_correct_salesforce_installation_passes_every_line() {
-    let (vici, sf) = (VicidialSim::start().await, SalesforceSim::start().await);
-    let report = run(&salesforce_config(&vici, &sf, "", SALESFORCE_MAPPING), secrets("1234"), None, &test_lead()).await;
+    let (vici, sf) = (vicidial().await, SalesforceSim::start().await);
+    let config = salesforce_config(&vici.base_url, &sf, "", SALESFORCE_MAPPING);
+    let report = run(&config, secrets_of(&vici.user, &vici.pass), None, &test_lead()).await;
     assert!(report.passed, "{}", report.to_text());
     assert!(report.checks.iter().all(|c| c.status == Status::Pass), "{}", report.to_text());
     for id in VICIDIAL_LINES.into_iter().chain(["crm.token", "crm.field.salesforce.call_key_field", "crm.mapping"]) {
@@ -138,7 +165,8 @@ async fn a_correct_salesforce_installation_passes_every_line() {
 async fn each_function_missing_from_api_allowed_functions_fails_its_line() {
     let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
     vici.add_user(SimUser { api_allowed_functions: " add_lead agent_status ".into(), ..SimUser::api("6666", "1234") });
-    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("1234"), None, &Options::default()).await;
+    let report =
+        run(&hubspot_config(&vici.base_url(), &hs, HUBSPOT_MAPPING), secrets("1234"), None, &Options::default()).await;
     assert!(!report.passed);
     assert_eq!(failed(&report), ["vicidial.function.lead_search", "vicidial.function.external_dial"]);
     let (_, reason) = status(&report, "vicidial.function.lead_search");
@@ -153,7 +181,8 @@ async fn user_settings_below_what_a_function_needs_fail_its_line() {
     let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
     // modify_leads 5 may search leads but not add them; no view_reports: no agent_status.
     vici.add_user(SimUser { modify_leads: 5, view_reports: false, ..SimUser::api("6666", "1234") });
-    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("1234"), None, &Options::default()).await;
+    let report =
+        run(&hubspot_config(&vici.base_url(), &hs, HUBSPOT_MAPPING), secrets("1234"), None, &Options::default()).await;
     assert_eq!(failed(&report), ["vicidial.function.add_lead", "vicidial.function.agent_status"]);
     let (_, reason) = status(&report, "vicidial.function.add_lead");
     assert!(reason.contains("modify_leads 1-4") && reason.contains("ADD LEADS"), "{reason}");
@@ -164,7 +193,8 @@ async fn user_settings_below_what_a_function_needs_fail_its_line() {
 #[tokio::test]
 async fn a_refused_login_fails_once_and_skips_the_function_lines() {
     let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
-    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("wrong"), None, &Options::default()).await;
+    let report =
+        run(&hubspot_config(&vici.base_url(), &hs, HUBSPOT_MAPPING), secrets("wrong"), None, &Options::default()).await;
     assert_eq!(failed(&report), ["vicidial.login"]);
     let (_, reason) = status(&report, "vicidial.login");
     assert!(reason.contains("refused the API login") && !reason.contains("wrong"), "{reason}");
@@ -177,7 +207,8 @@ async fn a_refused_login_fails_once_and_skips_the_function_lines() {
 async fn a_password_vicidial_would_filter_fails_its_line() {
     let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
     vici.add_user(SimUser::api("6666", "12&34"));
-    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("12&34"), None, &Options::default()).await;
+    let report =
+        run(&hubspot_config(&vici.base_url(), &hs, HUBSPOT_MAPPING), secrets("12&34"), None, &Options::default()).await;
     let (s, reason) = status(&report, "vicidial.password");
     assert_eq!(s, Status::Fail);
     assert!(reason.contains("1 character(s)") && !reason.contains('&'), "{reason}");
@@ -187,7 +218,8 @@ async fn a_password_vicidial_would_filter_fails_its_line() {
 async fn a_missing_hubspot_property_fails_its_line() {
     let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
     hs.with(|s| s.custom.get_mut("contacts").unwrap().remove("vicibridge_do_not_call"));
-    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("1234"), None, &Options::default()).await;
+    let report =
+        run(&hubspot_config(&vici.base_url(), &hs, HUBSPOT_MAPPING), secrets("1234"), None, &Options::default()).await;
     assert_eq!(failed(&report), ["crm.property.contacts.vicibridge_do_not_call"]);
     let (_, reason) = status(&report, "crm.property.contacts.vicibridge_do_not_call");
     assert!(reason.contains("does not exist: run `vicibridge hubspot setup`"), "{reason}");
@@ -197,7 +229,8 @@ async fn a_missing_hubspot_property_fails_its_line() {
 async fn a_bad_hubspot_deal_stage_fails_its_line() {
     let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
     let mapping = format!("{HUBSPOT_MAPPING}[dispositions.XFER]\ndeal_stage = \"won-big\"\n");
-    let report = run(&hubspot_config(&vici, &hs, &mapping), secrets("1234"), None, &Options::default()).await;
+    let report =
+        run(&hubspot_config(&vici.base_url(), &hs, &mapping), secrets("1234"), None, &Options::default()).await;
     assert_eq!(failed(&report), ["crm.mapping.dispositions.XFER.deal_stage"]);
     let (_, reason) = status(&report, "crm.mapping.dispositions.XFER.deal_stage");
     assert!(reason.contains("\"won-big\" is not a deal stage") && reason.contains("\"closedwon\""), "{reason}");
@@ -207,7 +240,8 @@ async fn a_bad_hubspot_deal_stage_fails_its_line() {
 async fn a_revoked_hubspot_token_fails_the_token_line() {
     let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
     hs.revoke_token();
-    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("1234"), None, &Options::default()).await;
+    let report =
+        run(&hubspot_config(&vici.base_url(), &hs, HUBSPOT_MAPPING), secrets("1234"), None, &Options::default()).await;
     assert_eq!(failed(&report), ["crm.token"]);
     assert!(status(&report, "crm.token").1.contains("401"), "{}", report.to_text());
 }
@@ -217,7 +251,8 @@ async fn a_bad_salesforce_stage_and_lead_status_fail_their_lines() {
     let (vici, sf) = (VicidialSim::start().await, SalesforceSim::start().await);
     let mapping =
         format!("{SALESFORCE_MAPPING}[dispositions.NI]\nlead_status = \"Dead\"\ndeal_stage = \"Lost Forever\"\n");
-    let report = run(&salesforce_config(&vici, &sf, "", &mapping), secrets("1234"), None, &Options::default()).await;
+    let report =
+        run(&salesforce_config(&vici.base_url(), &sf, "", &mapping), secrets("1234"), None, &Options::default()).await;
     assert_eq!(failed(&report), ["crm.mapping.dispositions.NI.deal_stage", "crm.mapping.dispositions.NI.lead_status"]);
     let (_, reason) = status(&report, "crm.mapping.dispositions.NI.lead_status");
     assert!(reason.contains("\"Dead\" is not a Lead Status") && reason.contains("\"Working - Contacted\""), "{reason}");
@@ -227,7 +262,7 @@ async fn a_bad_salesforce_stage_and_lead_status_fail_their_lines() {
 async fn a_missing_salesforce_field_fails_its_line() {
     let (vici, sf) = (VicidialSim::start().await, SalesforceSim::start().await);
     let report = run(
-        &salesforce_config(&vici, &sf, "call_key_field = \"Call_Key_Missing__c\"", SALESFORCE_MAPPING),
+        &salesforce_config(&vici.base_url(), &sf, "call_key_field = \"Call_Key_Missing__c\"", SALESFORCE_MAPPING),
         secrets("1234"),
         None,
         &Options::default(),
@@ -276,7 +311,7 @@ async fn the_reports_user_line_follows_the_url_log_report() {
 #[tokio::test]
 async fn a_test_lead_injected_twice_is_added_once_then_deleted_or_kept() {
     let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
-    let config = hubspot_config(&vici, &hs, HUBSPOT_MAPPING);
+    let config = hubspot_config(&vici.base_url(), &hs, HUBSPOT_MAPPING);
     let report = run(&config, secrets("1234"), None, &test_lead()).await;
     let (s, reason) = status(&report, "lead_injection.duplicate");
     assert_eq!(s, Status::Pass, "{}", report.to_text());
@@ -304,9 +339,14 @@ async fn a_test_lead_the_api_user_cannot_delete_fails_the_cleanup_line() {
     let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
     let allowed = " add_lead lead_search agent_status external_dial ";
     vici.add_user(SimUser { api_allowed_functions: allowed.into(), ..SimUser::api("6666", "1234") });
-    let report = run(&hubspot_config(&vici, &hs, HUBSPOT_MAPPING), secrets("1234"), None, &test_lead()).await;
+    let report =
+        run(&hubspot_config(&vici.base_url(), &hs, HUBSPOT_MAPPING), secrets("1234"), None, &test_lead()).await;
     assert_eq!(failed(&report), ["lead_injection.cleanup"]);
     let (_, reason) = status(&report, "lead_injection.cleanup");
     let lead_id = vici.leads()[0].lead_id;
-    assert!(reason.contains(&format!("lead {lead_id}")) && reason.contains("update_lead"), "{reason}");
+    assert!(
+        reason.contains(&format!("lead {lead_id}: VICIdial API user")) && reason.contains("update_lead"),
+        "{reason}"
+    );
+    assert!(!reason.contains("login refused"), "{reason}");
 }

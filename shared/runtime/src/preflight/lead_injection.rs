@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use vicibridge_core::config::{Config, CrmKind};
 use vicibridge_core::event::{Event, LeadInjection, LeadSource};
-use vicibridge_core::lead::{Dialer, default_phone_property};
+use vicibridge_core::lead::{Dialer, DialerError, default_phone_property};
 use vicibridge_core::ports::{OutgoingMessage, Queue, QueueError, SecretStore};
 use vicibridge_core::{Envelope, LeadId};
 use vicibridge_vicidial::non_agent_api::{Deleted, NonAgentApi, NonAgentApiOptions};
@@ -105,7 +105,14 @@ pub(super) async fn checks(config: &Config, secrets: Arc<dyn SecretStore>, optio
     for lead_id in &added {
         match api.delete_lead(*lead_id).await {
             Ok(Deleted::Deleted | Deleted::NotFound) => {}
-            Err(e) => failures.push(format!("lead {lead_id}: {e}")),
+            // The reason alone: a refused permission is not a refused login, whatever the
+            // worker's classification.
+            Err(
+                DialerError::Retryable { reason }
+                | DialerError::Unknown { reason }
+                | DialerError::Permanent { reason, .. }
+                | DialerError::Integration { reason },
+            ) => failures.push(format!("lead {lead_id}: {reason}")),
         }
     }
     out.push(if failures.is_empty() {
