@@ -194,8 +194,10 @@ async fn user_settings_below_what_a_function_needs_fail_its_line() {
 async fn a_refused_login_fails_once_and_skips_the_function_lines() {
     let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
     let report =
-        run(&hubspot_config(&vici.base_url(), &hs, HUBSPOT_MAPPING), secrets("wrong"), None, &Options::default()).await;
+        run(&hubspot_config(&vici.base_url(), &hs, HUBSPOT_MAPPING), secrets("wrong"), None, &test_lead()).await;
     assert_eq!(failed(&report), ["vicidial.login"]);
+    let skipped = (Status::Skip, "not tried: a VICIdial line above failed".to_owned());
+    assert_eq!(status(&report, "lead_injection.duplicate"), skipped);
     let (_, reason) = status(&report, "vicidial.login");
     assert!(reason.contains("refused the API login") && !reason.contains("wrong"), "{reason}");
     assert_eq!(status(&report, "vicidial.function.lead_search").0, Status::Skip);

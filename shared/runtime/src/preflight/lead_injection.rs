@@ -18,8 +18,8 @@ use super::{Check, Options, Status};
 use crate::lead_inject::LeadInject;
 use crate::worker::{Delivery, Outcome};
 
-const ID: &str = "lead_injection.duplicate";
-const TITLE: &str = "A test lead injected twice lands once in VICIdial";
+pub(super) const ID: &str = "lead_injection.duplicate";
+pub(super) const TITLE: &str = "A test lead injected twice lands once in VICIdial";
 const CLEANUP_ID: &str = "lead_injection.cleanup";
 const CLEANUP_TITLE: &str = "The test lead is removed from VICIdial";
 
