@@ -24,7 +24,8 @@ use vicibridge_core::config::{Config, ConfigError, CrmKind, Problem, Severity};
 use vicibridge_core::ports::{SecretStore, SecretWriter};
 use vicibridge_local::secret_writer::FileSecretWriter;
 use vicibridge_local::secrets_file::{FileSecrets, SECRETS_JSON_ENV};
-use vicibridge_local::serve::{ServeOptions, serve_with_secret_writer};
+use vicibridge_local::serve::{ServeOptions, serve_with_activity};
+use vicibridge_local::status::activity::Activity;
 use vicibridge_runtime::telemetry::{LogFormat, init_logging};
 use vicibridge_vicidial::url_templates::{call_urls, screen_pop_url};
 
@@ -187,7 +188,13 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             // A rotated Salesforce refresh token is written back into the --secrets file.
             let writer = secrets_path.map(|p| Arc::new(FileSecretWriter::new(p)) as Arc<dyn SecretWriter>);
-            serve_with_secret_writer(ServeOptions { config, secrets, listen, data_dir }, writer, shutdown_signal())
+            // The metrics the shared code counts feed /status's charts (the Lambdas write the
+            // same metrics as EMF instead).
+            let activity = Activity::new();
+            if metrics::set_global_recorder(activity.recorder()).is_err() {
+                tracing::warn!("a metrics recorder is installed already: /status shows no rates");
+            }
+            serve_with_activity(ServeOptions { config, secrets, listen, data_dir }, writer, activity, shutdown_signal())
                 .await
                 .map_err(|e| e.to_string())
         }

@@ -254,9 +254,37 @@ impl DispositionMap {
     }
 }
 
+/// `[dispositions.STATUS]` tables to paste into the config for statuses nobody mapped: each
+/// gets its code as label (which makes it known) and the other fields commented out, to fill in.
+pub fn config_snippet<'a>(statuses: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for status in statuses {
+        let bare = !status.is_empty() && status.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let quoted = toml::Value::String(status.to_owned()).to_string();
+        let key = if bare { status.to_owned() } else { quoted.clone() };
+        out.push_str(&format!(
+            "[dispositions.{key}]\nlabel = {quoted}\n\
+             # outcome = \"connected\"  # or no_answer, busy, left_voicemail, left_live_message, wrong_number\n\
+             # deal_stage = \"\"\n# lead_status = \"\"\n# callback_task = false\n# do_not_call = false\n\n"
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_snippet_parses_and_maps_what_it_names() {
+        let snippet = config_snippet(["ZZTOP", "A B\"\\"]);
+        let parsed: BTreeMap<String, BTreeMap<String, RuleOverride>> = toml::from_str(&snippet).unwrap();
+        let tables = &parsed["dispositions"];
+        assert_eq!(tables.keys().collect::<Vec<_>>(), ["A B\"\\", "ZZTOP"]);
+        let map = DispositionMap::new(tables.clone(), BTreeMap::new());
+        assert_eq!(map.rule_for(None, "ZZTOP").unwrap().label, "ZZTOP");
+        assert!(map.rule_for(None, "A B\"\\").is_some());
+    }
 
     fn map() -> DispositionMap {
         let mut defaults = BTreeMap::new();

@@ -44,6 +44,10 @@ pub struct SecretDoc {
     /// dispositions.
     #[serde(default)]
     pub screen_pop_tokens: Vec<Secret>,
+    /// Accepted tokens of `serve`'s `/status` page (`Authorization: Bearer` or `token=`),
+    /// current first. Without one the page answers only on this machine (loopback).
+    #[serde(default)]
+    pub status_tokens: Vec<Secret>,
     /// Keys that sign agent sessions (click-to-call): the current one signs, every one
     /// verifies, so a rotation does not sign every agent out. At least 32 characters.
     #[serde(default)]
@@ -124,6 +128,7 @@ impl SecretDoc {
             .ingest_tokens
             .iter()
             .chain(&self.screen_pop_tokens)
+            .chain(&self.status_tokens)
             .chain(&self.agent_session_keys)
             .map(Secret::expose)
             .collect();

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper::body::Incoming;
@@ -52,8 +53,8 @@ pub async fn run(
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let tcp = match accepted {
-            Ok((tcp, _)) => tcp,
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
                 // Out of file descriptors and the like: wait instead of spinning.
@@ -69,7 +70,10 @@ pub async fn run(
         }
         let (io, ambiguous) = framing::FramingWatch::new(tcp);
         let service = service.clone();
-        let per_connection = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let per_connection = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            // Routes that depend on who is asking (`/status` from loopback) read it with axum's
+            // `ConnectInfo` extractor.
+            request.extensions_mut().insert(ConnectInfo(peer));
             let chunked = request.headers().contains_key(header::TRANSFER_ENCODING);
             let answer = (!(chunked && ambiguous.seen())).then(|| service.call(request));
             async move {

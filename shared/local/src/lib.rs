@@ -8,3 +8,4 @@ pub mod reconcile;
 pub mod secret_writer;
 pub mod secrets_file;
 pub mod serve;
+pub mod status;

@@ -16,6 +16,8 @@ use vicibridge_runtime::Ingest;
 use vicibridge_runtime::reconcile::{NoProgress, Reconciler, ReplayLedger, report_failure};
 use vicibridge_vicidial::url_log::{UrlLogClient, UrlLogOptions};
 
+use crate::status::{LastReconcile, ReconcileOutcome, ReconcileRun};
+
 /// File name under `--data-dir`.
 pub const LEDGER_DB: &str = "reconcile.db";
 
@@ -104,7 +106,13 @@ pub fn reconciler(
 /// `serve`'s schedule: a run at start, then every `interval_minutes`, each over the last
 /// `lookback_hours`, until `stop` turns true. A failed run is logged and retried at the next
 /// interval.
-pub async fn run_schedule(reconciler: Reconciler, config: ReconcileConfig, mut stop: watch::Receiver<bool>) {
+/// Each run's outcome goes to `last` for `/status`.
+pub async fn run_schedule(
+    reconciler: Reconciler,
+    config: ReconcileConfig,
+    last: LastReconcile,
+    mut stop: watch::Receiver<bool>,
+) {
     let interval = Duration::from_secs(u64::from(config.interval_minutes) * 60);
     let lookback = chrono::Duration::hours(i64::from(config.lookback_hours));
     info!(
@@ -114,9 +122,14 @@ pub async fn run_schedule(reconciler: Reconciler, config: ReconcileConfig, mut s
     );
     loop {
         let now = Utc::now();
-        if let Err(e) = reconciler.run(now - lookback, now, false, &NoProgress).await {
-            report_failure(&e);
-        }
+        let outcome = match reconciler.run(now - lookback, now, false, &NoProgress).await {
+            Ok(report) => ReconcileOutcome::Done(report),
+            Err(e) => {
+                report_failure(&e);
+                ReconcileOutcome::Failed { error: e.to_string() }
+            }
+        };
+        last.set(ReconcileRun { finished_at: Utc::now(), outcome });
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,

@@ -30,6 +30,8 @@ use vicibridge_vicidial::CallUrl;
 use vicibridge_vicidial::non_agent_api::NonAgentApiError;
 
 use crate::queue::{LocalQueueError, QueueOptions, Settle, SqliteQueue, Synchronous};
+use crate::status::activity::Activity;
+use crate::status::{LastReconcile, StatusSource};
 
 /// File names under `--data-dir`.
 pub const CRM_EVENTS_DB: &str = "crm-events.db";
@@ -176,6 +178,18 @@ pub async fn serve_with_secret_writer(
     writer: Option<Arc<dyn vicibridge_core::ports::SecretWriter>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    serve_with_activity(options, writer, Activity::new(), shutdown).await
+}
+
+/// [`serve_with_secret_writer`], with the [`Activity`] `/status` charts: the process's
+/// `metrics` recorder must be `activity.recorder()` (the `vicibridge` binary installs it),
+/// or the charts stay flat.
+pub async fn serve_with_activity(
+    options: ServeOptions,
+    writer: Option<Arc<dyn vicibridge_core::ports::SecretWriter>>,
+    activity: Activity,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let ServeOptions { config, secrets, listen, data_dir } = options;
     std::fs::create_dir_all(&data_dir)
         .map_err(|source| ServeError::DataDir { path: data_dir.display().to_string(), source })?;
@@ -203,6 +217,14 @@ pub async fn serve_with_secret_writer(
         ),
         None => None,
     };
+    let last_reconcile = reconcile.as_ref().map(|_| LastReconcile::default());
+    let status = crate::status::routes(StatusSource::new(
+        &config,
+        activity,
+        (crm_events.clone(), lead_injections.clone()),
+        secrets.clone(),
+        last_reconcile.clone(),
+    ));
     let handlers = Handlers {
         screen_pop,
         ingest,
@@ -220,12 +242,12 @@ pub async fn serve_with_secret_writer(
         listen = %bound,
         data_dir = %data_dir.display(),
         crm = %config.crm.kind,
-        "vicibridge serve: listening on http://{bound} (GET /vicidial/call-start, /vicidial/dispo, /vicidial/new-lead, /vicidial/screen-pop; POST /hubspot/leads, /salesforce/leads)"
+        "vicibridge serve: listening on http://{bound} (GET /vicidial/call-start, /vicidial/dispo, /vicidial/new-lead, /vicidial/screen-pop, /status; POST /hubspot/leads, /salesforce/leads)"
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    if let (Some(reconciler), Some(schedule)) = (reconcile, config.reconcile.clone()) {
-        tokio::spawn(crate::reconcile::run_schedule(reconciler, schedule, stop_rx.clone()));
+    if let (Some(reconciler), Some(schedule), Some(last)) = (reconcile, config.reconcile.clone(), last_reconcile) {
+        tokio::spawn(crate::reconcile::run_schedule(reconciler, schedule, last, stop_rx.clone()));
     }
     // The workers get a thread and runtime of their own: a batch is CPU work done in one go,
     // and on the HTTP runtime it would hold up the requests queued behind it, while VICIdial
@@ -250,7 +272,7 @@ pub async fn serve_with_secret_writer(
             });
         })
         .map_err(ServeError::Workers)?;
-    let app = router(handlers).merge(crate::click_to_call::routes(click_to_call));
+    let app = router(handlers).merge(crate::click_to_call::routes(click_to_call)).merge(status);
     let result = crate::http_server::run(listener, app, shutdown).await;
     let _ = stop_tx.send(true);
     let joined = tokio::task::spawn_blocking(move || workers.join()).await;

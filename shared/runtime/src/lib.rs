@@ -6,6 +6,7 @@ pub mod breaker;
 pub mod budget;
 pub mod click_to_call;
 pub mod crm;
+pub mod html;
 pub mod ingest;
 pub mod lead_inject;
 pub mod lead_webhook;

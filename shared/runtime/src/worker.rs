@@ -100,7 +100,7 @@ impl CrmSync {
             let envelope = match Envelope::from_json(d.body) {
                 Ok(e) => e,
                 Err(e) => {
-                    outcomes[i] = Some(Outcome::DeadLetter { reason: e.to_string() });
+                    outcomes[i] = Some(unreadable(e.to_string()));
                     continue;
                 }
             };
@@ -111,7 +111,7 @@ impl CrmSync {
             let plan = match plan(&envelope, &self.map, self.server_tz) {
                 Ok(plan) => plan,
                 Err(e) => {
-                    outcomes[i] = Some(Outcome::DeadLetter { reason: e.to_string() });
+                    outcomes[i] = Some(unreadable(e.to_string()));
                     continue;
                 }
             };
@@ -193,4 +193,11 @@ impl BatchHandler for CrmSync {
     async fn process(&self, batch: &[Delivery<'_>]) -> Vec<Outcome> {
         self.process_batch(batch).await
     }
+}
+
+/// A message that cannot become a plan (not an envelope, or an event no plan can be made of)
+/// is dead-lettered, and counted like any other event that will not be applied.
+fn unreadable(reason: String) -> Outcome {
+    metrics::counter!(m::SYNC_FAILURES).increment(1);
+    Outcome::DeadLetter { reason }
 }

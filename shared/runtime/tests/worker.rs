@@ -145,25 +145,45 @@ async fn a_missing_answer_from_the_crm_is_retried_not_lost() {
     assert!(matches!(&out[1], Outcome::Retry { reason, .. } if reason.contains("returned no result")));
 }
 
-#[test]
-fn unmapped_dispositions_are_counted_not_failed() {
+/// One batch through a fresh sync under a local metrics recorder: the outcomes, and each
+/// counter named `metric` as (label values, count).
+fn counted(bodies: &[&str], metric: &str) -> (Vec<Outcome>, Vec<(Vec<String>, DebugValue)>) {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let out = metrics::with_local_recorder(&recorder, || {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         rt.block_on(async {
             let (sync, _) = sync(false);
-            let (x, y) = (envelope(1, "ZZTOP"), envelope(2, "SALE"));
-            sync.process_batch(&[delivery("a", &x, 1), delivery("b", &y, 1)]).await
+            let ids: Vec<String> = (0..bodies.len()).map(|i| i.to_string()).collect();
+            let batch: Vec<Delivery<'_>> = bodies.iter().zip(&ids).map(|(b, id)| delivery(id, b, 1)).collect();
+            sync.process_batch(&batch).await
         })
     });
-    assert_eq!(out, [Outcome::Done, Outcome::Done]);
-    let unmapped: Vec<_> = snapshotter
+    let counters = snapshotter
         .snapshot()
         .into_vec()
         .into_iter()
-        .filter(|(k, ..)| k.key().name() == "UnmappedDispositions")
+        .filter(|(k, ..)| k.key().name() == metric)
         .map(|(k, _, _, v)| (k.key().labels().map(|l| l.value().to_owned()).collect::<Vec<_>>(), v))
         .collect();
+    (out, counters)
+}
+
+#[test]
+fn unmapped_dispositions_are_counted_not_failed() {
+    let (out, unmapped) = counted(&[&envelope(1, "ZZTOP"), &envelope(2, "SALE")], "UnmappedDispositions");
+    assert_eq!(out, [Outcome::Done, Outcome::Done]);
     assert_eq!(unmapped, [(vec!["ZZTOP".to_owned()], DebugValue::Counter(1))]);
+}
+
+#[test]
+fn every_dead_letter_counts_as_a_sync_failure() {
+    let v2 = envelope(1, "SALE").replacen("\"v\":1", "\"v\":2", 1);
+    let (out, failures) = counted(&[&envelope(400, "SALE"), "{not json", &v2], "SyncFailures");
+    assert!(out.iter().all(|o| matches!(o, Outcome::DeadLetter { .. })), "{out:?}");
+    assert_eq!(
+        failures,
+        [(vec![], DebugValue::Counter(3))],
+        "the CRM's refusal and the two unreadable messages, on the dimension-less metric"
+    );
 }

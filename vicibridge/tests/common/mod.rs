@@ -59,13 +59,19 @@ fn free_port() -> u16 {
 }
 
 impl Serve {
-    /// Starts `vicibridge serve` and waits until it answers.
+    /// Starts `vicibridge serve` on 127.0.0.1 and waits until it answers.
     pub fn start(config: &Path, secrets: &Path, data_dir: &Path, log_name: &str) -> Serve {
+        Serve::start_on("127.0.0.1", config, secrets, data_dir, log_name)
+    }
+
+    /// [`Serve::start`] listening on `host` (`0.0.0.0`: every interface); `base` stays on
+    /// 127.0.0.1.
+    pub fn start_on(host: &str, config: &Path, secrets: &Path, data_dir: &Path, log_name: &str) -> Serve {
         let port = free_port();
         let log = data_dir.parent().unwrap().join(log_name);
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
         let child = Command::new(bin())
-            .args(["serve", "--log-format", "json", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["serve", "--log-format", "json", "--listen", &format!("{host}:{port}")])
             .arg("--config")
             .arg(config)
             .arg("--secrets")

@@ -60,6 +60,9 @@ pub struct Config {
     /// Replay of missed VICIdial URLs from its URL log; unset: `serve` does not reconcile.
     #[serde(default)]
     pub reconcile: Option<ReconcileConfig>,
+    /// `serve`'s `GET /status` page.
+    #[serde(default)]
+    pub status: StatusConfig,
 }
 
 /// `[reconcile]`: how often `serve` (and the `reconcile` Lambda's schedule) reads VICIdial's URL
@@ -76,6 +79,24 @@ pub struct ReconcileConfig {
 impl Default for ReconcileConfig {
     fn default() -> Self {
         ReconcileConfig { interval_minutes: 15, lookback_hours: 24 }
+    }
+}
+
+/// `[status]`: who may read `serve`'s `/status` page. A request presenting one of the secret's
+/// `status_tokens` may, from anywhere; without a token, only a request from this machine, and
+/// only while `loopback_without_token` holds.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusConfig {
+    /// A request from a loopback address that no proxy forwarded (no `Forwarded`,
+    /// `X-Forwarded-For` or `X-Real-IP` header) needs no token. Set `false` when a proxy on
+    /// this machine forwards to `serve` without saying so: then every request looks local.
+    pub loopback_without_token: bool,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        StatusConfig { loopback_without_token: true }
     }
 }
 

@@ -3,9 +3,7 @@
 
 use std::sync::LazyLock;
 
-use base64::Engine;
 use maud::{DOCTYPE, Markup, html};
-use sha2::{Digest, Sha256};
 use vicibridge_core::LeadId;
 use vicibridge_core::agent::{AgentStatus, AgentUser};
 use vicibridge_core::screen_pop::{PopView, Record};
@@ -20,10 +18,7 @@ dd{margin:0;overflow-wrap:anywhere}ul{list-style:none;padding:0;margin:0}li{padd
 #e8ecf3}a{color:#0b57d0}.err{border-left:4px solid #b3261e;padding:6px 10px}";
 
 /// `'sha256-…'` of [`STYLE`]: the only style the CSP allows.
-static STYLE_HASH: LazyLock<String> = LazyLock::new(|| {
-    let digest = Sha256::digest(STYLE.as_bytes());
-    format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(digest))
-});
+static STYLE_HASH: LazyLock<String> = LazyLock::new(|| crate::html::csp_hash(STYLE));
 
 /// `default-src 'none'` plus the page's own stylesheet; framing limited to `ancestors`
 /// (`'none'` when there is none).
