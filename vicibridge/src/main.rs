@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod broken_pipe;
 mod dlq_cmd;
 mod hubspot_setup;
 mod queue_cmd;
@@ -45,7 +46,10 @@ enum Command {
         /// The secret JSON file. Without it, the JSON is read from VICIBRIDGE_SECRETS_JSON.
         #[arg(long, env = "VICIBRIDGE_SECRETS")]
         secrets: Option<PathBuf>,
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        /// Address and port to listen on: an IP address (`127.0.0.1:8080`, `0.0.0.0:8080`,
+        /// `[::1]:8080`) or a host name (`localhost:8080`), bound to the first address it
+        /// resolves to.
+        #[arg(long, default_value = "127.0.0.1:8080", value_parser = listen_address)]
         listen: SocketAddr,
         /// Queue database and dry-run record live here.
         #[arg(long, env = "VICIBRIDGE_DATA_DIR", default_value = "data")]
@@ -131,12 +135,21 @@ enum LogFormatArg {
     Json,
 }
 
+/// `--listen`: `HOST:PORT`, the host an IP address or a name resolved now.
+fn listen_address(value: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = value.parse() {
+        return Ok(addr);
+    }
+    let mut addrs = value
+        .to_socket_addrs()
+        .map_err(|e| format!("expected HOST:PORT (127.0.0.1:8080, [::1]:8080, localhost:8080): {e}"))?;
+    addrs.next().ok_or_else(|| format!("{value} resolves to no address"))
+}
+
 fn load_config(path: &Path) -> Result<Config, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Config::from_toml(&text).map_err(|e| match e {
-        ConfigError::Syntax(msg) => format!("{}: {msg}", path.display()),
-        ConfigError::Invalid(_) => format!("{}:\n{e}", path.display()),
-    })
+    Config::from_toml(&text).map_err(|e: ConfigError| format!("{}:\n{e}", path.display()))
 }
 
 fn secrets(path: Option<&Path>) -> Result<Arc<dyn SecretStore>, String> {
@@ -364,6 +377,7 @@ const PREFLIGHT_FAILED: &str = "preflight failed: see the ✗ lines above";
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    broken_pipe::exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -112,14 +112,14 @@ pub struct WebhookSecrets {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretDocError {
-    /// serde_json's message names the field and position, never the value.
+    /// serde_json's message (field names and position) and the line, values blanked.
     #[error("secret JSON is invalid: {0}")]
     Invalid(String),
 }
 
 impl SecretDoc {
     pub fn from_json(text: &str) -> Result<Self, SecretDocError> {
-        serde_json::from_str(text).map_err(|e| SecretDocError::Invalid(redacted_serde_error(&e)))
+        serde_json::from_str(text).map_err(|e| SecretDocError::Invalid(redacted_serde_error(text, &e)))
     }
 
     /// Every secret value in the document, for redaction checks and log scrubbing.
@@ -154,26 +154,192 @@ impl SecretDoc {
     }
 }
 
-/// serde_json quotes offending values in its messages: strings in double quotes
-/// (`invalid type: string "abc"`), numbers and booleans in backticks (``integer `123` ``).
-/// Keep the line and column, drop anything quoted.
-fn redacted_serde_error(e: &serde_json::Error) -> String {
-    let msg = e.to_string();
-    let mut out = String::with_capacity(msg.len());
-    let mut open: Option<char> = None;
-    for c in msg.chars() {
-        match (open, c) {
-            (None, '"' | '`') => {
-                open = Some(c);
-                out.push(c);
-                out.push('…');
+/// serde_json's message, with every value blanked and every key name kept, so the operator
+/// sees which key is wrong: serde quotes values after their kind (`invalid type: string
+/// "abc"`, ``integer `123` ``) and names in backticks (``unknown field `acess_token` ``). A
+/// syntax error has no value in its message; the keys that lead to it and the line it is on
+/// (values blanked) are added, since serde_json names neither.
+fn redacted_serde_error(text: &str, e: &serde_json::Error) -> String {
+    let mut out = blank_values(&e.to_string());
+    let place = ErrorPlace::find(text, e.line(), e.column());
+    if !place.path.is_empty() {
+        out.push_str(&format!(" (in {})", place.path));
+    }
+    if !place.line.trim().is_empty() {
+        out.push_str(&format!("; line {}: {}", e.line(), place.line.trim()));
+    }
+    out
+}
+
+/// How serde's `Unexpected` shows a value: its kind, then the value up to the delimiter.
+/// Strings are `Debug`-escaped, so a `"` inside one is `\"`.
+const VALUE_KINDS: [(&str, char); 5] =
+    [("string \"", '"'), ("integer `", '`'), ("floating point `", '`'), ("boolean `", '`'), ("character `", '`')];
+
+fn blank_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some((at, kind, close)) = VALUE_KINDS
+        .iter()
+        .filter_map(|(kind, close)| rest.find(kind).map(|at| (at, *kind, *close)))
+        .min_by_key(|(at, ..)| *at)
+    {
+        let value_start = at + kind.len();
+        out.push_str(&rest[..value_start]);
+        out.push('…');
+        let mut escaped = false;
+        let end = rest[value_start..].char_indices().find(|&(_, c)| {
+            let closes = c == close && !escaped;
+            escaped = !escaped && c == '\\';
+            closes
+        });
+        rest = end.map_or("", |(i, _)| &rest[value_start + i..]);
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where in the document an error is: the keys leading to it (`hubspot.access_token`,
+/// `ingest_tokens[1]`) and its line with every value blanked to `…`. Read leniently: the
+/// document may be broken right there.
+#[derive(Debug, Default)]
+struct ErrorPlace {
+    path: String,
+    line: String,
+}
+
+#[derive(Debug)]
+enum Container {
+    Object { key: Option<String>, state: ObjectState },
+    Array { index: usize },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ObjectState {
+    ExpectKey,
+    AfterKey,
+    ExpectValue,
+    AfterValue,
+}
+
+impl ErrorPlace {
+    /// `line` and `column` are serde_json's (1-based; the column counts bytes).
+    fn find(text: &str, line: usize, column: usize) -> ErrorPlace {
+        let mut stack: Vec<Container> = Vec::new();
+        let mut place = ErrorPlace::default();
+        let mut path_taken = false;
+        for (n, src) in text.lines().enumerate() {
+            let n = n + 1;
+            if n > line {
+                break;
             }
-            (Some(q), _) if q == c => {
-                open = None;
-                out.push(c);
+            let bytes = src.as_bytes();
+            let mut i = 0;
+            while i < bytes.len() {
+                if n == line && i + 1 >= column && !path_taken {
+                    place.path = render_path(&stack);
+                    path_taken = true;
+                }
+                let c = bytes[i];
+                let start = i;
+                i += 1;
+                let mut shown: Option<&str> = None;
+                match c {
+                    b'{' => {
+                        stack.push(Container::Object { key: None, state: ObjectState::ExpectKey });
+                    }
+                    b'[' => stack.push(Container::Array { index: 0 }),
+                    b'}' | b']' => {
+                        stack.pop();
+                        value_done(&mut stack);
+                    }
+                    b':' => {
+                        if let Some(Container::Object { state, .. }) = stack.last_mut() {
+                            *state = ObjectState::ExpectValue;
+                        }
+                    }
+                    b',' => match stack.last_mut() {
+                        Some(Container::Object { key, state }) => {
+                            *key = None;
+                            *state = ObjectState::ExpectKey;
+                        }
+                        Some(Container::Array { index }) => *index += 1,
+                        None => {}
+                    },
+                    b'"' => {
+                        let mut escaped = false;
+                        while i < bytes.len() {
+                            let b = bytes[i];
+                            i += 1;
+                            if b == b'"' && !escaped {
+                                break;
+                            }
+                            escaped = !escaped && b == b'\\';
+                        }
+                        let followed_by_colon = src[i..].trim_start().starts_with(':');
+                        let is_key = match stack.last() {
+                            Some(Container::Object { state: ObjectState::ExpectKey, .. }) => true,
+                            // A missing comma: `"a": "x" "b": …`.
+                            Some(Container::Object { state: ObjectState::AfterValue, .. }) => followed_by_colon,
+                            _ => false,
+                        };
+                        if is_key {
+                            let name = src[start + 1..i].trim_end_matches('"').to_owned();
+                            if let Some(Container::Object { key, state }) = stack.last_mut() {
+                                *key = Some(name);
+                                *state = ObjectState::AfterKey;
+                            }
+                        } else {
+                            shown = Some("\"…\"");
+                            value_done(&mut stack);
+                        }
+                    }
+                    c if c.is_ascii_whitespace() => {}
+                    _ => {
+                        // A number, `true`, or an unquoted word that may well be a secret.
+                        while i < bytes.len() && !b" \t\r{}[]:,\"".contains(&bytes[i]) {
+                            i += 1;
+                        }
+                        shown = Some("…");
+                        value_done(&mut stack);
+                    }
+                }
+                if n == line {
+                    place.line.push_str(shown.unwrap_or(&src[start..i]));
+                }
             }
-            (Some(_), _) => {}
-            (None, _) => out.push(c),
+            if n == line && !path_taken {
+                place.path = render_path(&stack);
+                path_taken = true;
+            }
+        }
+        const MAX_LINE: usize = 200;
+        if place.line.chars().count() > MAX_LINE {
+            place.line = place.line.chars().take(MAX_LINE).chain(['…']).collect();
+        }
+        place
+    }
+}
+
+fn value_done(stack: &mut [Container]) {
+    if let Some(Container::Object { state, .. }) = stack.last_mut() {
+        *state = ObjectState::AfterValue;
+    }
+}
+
+fn render_path(stack: &[Container]) -> String {
+    let mut out = String::new();
+    for c in stack {
+        match c {
+            // A key whose value is complete is behind the error, not around it.
+            Container::Object { key: Some(key), state: ObjectState::AfterKey | ObjectState::ExpectValue } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Container::Object { .. } => {}
+            Container::Array { index } => out.push_str(&format!("[{index}]")),
         }
     }
     out
@@ -210,5 +376,33 @@ mod tests {
         let err = SecretDoc::from_json(r#"{"vicidial":{"api_user":"u","api_pass":12345678}}"#).unwrap_err();
         let msg = err.to_string();
         assert!(!msg.contains("12345678") && msg.contains("invalid type: integer"), "{msg}");
+    }
+
+    #[test]
+    fn a_typo_shows_the_key_names_and_no_value() {
+        // A missing comma between two keys: the keys around it are shown, the values never.
+        let text = "{\n  \"ingest_tokens\": [\"tok-aaa-111\"],\n  \"hubspot\": {\"access_token\": \"pat-na1-secret\" \"client_secret\": \"cs-secret\"}\n}";
+        let msg = SecretDoc::from_json(text).unwrap_err().to_string();
+        for value in ["tok-aaa-111", "pat-na1-secret", "cs-secret"] {
+            assert!(!msg.contains(value), "{value} in {msg}");
+        }
+        assert!(msg.contains("expected `,` or `}`"), "{msg}");
+        assert!(msg.contains("(in hubspot)"), "{msg}");
+        assert!(msg.contains(r#"line 3: "hubspot": {"access_token": "…" "client_secret": "…"}"#), "{msg}");
+
+        let msg = SecretDoc::from_json(r#"{"hubspot": {"acess_token": "pat-na1-secret"}}"#).unwrap_err().to_string();
+        assert!(msg.contains("unknown field `acess_token`, expected one of `access_token`"), "{msg}");
+        assert!(!msg.contains("pat-na1-secret"), "{msg}");
+
+        // An unquoted value, a colon for a comma in a list, an escaped quote: still blank.
+        for (text, value) in [
+            (r#"{"vicidial": {"api_user": "api", "api_pass": hunter2}}"#, "hunter2"),
+            (r#"{"ingest_tokens": ["tok-one": "tok-two"]}"#, "tok-"),
+            (r#"{"hubspot": "pat-\"quoted\"-secret"}"#, "quoted"),
+            (r#"{"vicidial": {"api_user": "api": "api_pass"}}"#, "\"api\""),
+        ] {
+            let msg = SecretDoc::from_json(text).unwrap_err().to_string();
+            assert!(!msg.contains(value), "{value} in {msg}");
+        }
     }
 }

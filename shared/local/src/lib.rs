@@ -1,6 +1,7 @@
 //! Local / self-hosted adapters: what `vicibridge serve` runs on instead of AWS.
 
 pub mod click_to_call;
+pub mod data_dir_lock;
 pub mod http_server;
 pub mod queue;
 pub mod queue_status;

@@ -60,6 +60,8 @@ impl std::fmt::Debug for ServeOptions {
 pub enum ServeError {
     #[error("cannot create the data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    DataDirLock(#[from] crate::data_dir_lock::DataDirLockError),
     #[error("cannot open the queue: {0}")]
     Queue(#[from] LocalQueueError),
     #[error(transparent)]
@@ -193,6 +195,8 @@ pub async fn serve_with_activity(
     let ServeOptions { config, secrets, listen, data_dir } = options;
     std::fs::create_dir_all(&data_dir)
         .map_err(|source| ServeError::DataDir { path: data_dir.display().to_string(), source })?;
+    // Held until serve returns: a second serve on this directory stops here.
+    let _data_dir_lock = crate::data_dir_lock::DataDirLock::acquire(&data_dir)?;
     let crm_events = Arc::new(SqliteQueue::open(&data_dir.join(CRM_EVENTS_DB), queue_options(&config))?);
     let lead_injections = Arc::new(SqliteQueue::open(&data_dir.join(LEAD_INJECTIONS_DB), queue_options(&config))?);
     let crm = build_crm_with_writer(&config, secrets.clone(), writer.clone(), Some(&data_dir))?;

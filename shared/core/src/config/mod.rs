@@ -5,6 +5,7 @@ pub mod hubspot;
 pub mod lead_injection;
 pub mod salesforce;
 pub mod screen_pop;
+mod toml_errors;
 pub mod webhook;
 
 use std::collections::BTreeMap;
@@ -250,21 +251,31 @@ impl fmt::Display for Problem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// toml's message carries the line, column, the offending line and the key.
-    #[error("{0}")]
-    Syntax(String),
+    /// Every syntax error, unknown key and wrong type toml found (each message carries the
+    /// line, column, the offending line and the key), then the problems of the rest.
+    #[error("{}", syntax_and_problems(.errors, .problems))]
+    Syntax { errors: Vec<String>, problems: Vec<Problem> },
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Problem>),
+}
+
+fn syntax_and_problems(errors: &[String], problems: &[Problem]) -> String {
+    errors.iter().cloned().chain(problems.iter().map(ToString::to_string)).collect::<Vec<_>>().join("\n")
 }
 
 impl Config {
     /// Parses and validates. Warnings do not fail the load: see [`Config::problems`].
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
-        let errors: Vec<Problem> = config.problems().into_iter().filter(|p| p.severity == Severity::Error).collect();
-        if !errors.is_empty() {
-            return Err(ConfigError::Invalid(errors));
-        }
+        let (config, syntax) = toml_errors::read(text);
+        let errors: Vec<Problem> = config
+            .as_ref()
+            .map(|c| c.problems().into_iter().filter(|p| p.severity == Severity::Error).collect())
+            .unwrap_or_default();
+        let mut config = match config {
+            Some(c) if syntax.is_empty() && errors.is_empty() => c,
+            _ if syntax.is_empty() => return Err(ConfigError::Invalid(errors)),
+            _ => return Err(ConfigError::Syntax { errors: syntax, problems: errors }),
+        };
         config.vicidial.base_url = config.vicidial.base_url.trim_end_matches('/').to_owned();
         // One lookup for owners: `[agents.X] hubspot_owner_id` joins `[hubspot.owners]`, and
         // `salesforce_user_id` (the user who signs in) owns the agent's Salesforce Tasks.
