@@ -69,6 +69,10 @@ async fn refused_ssm_at_init_is_reported_before_the_init_limit() {
 #[tokio::test]
 async fn a_missing_parameter_is_reported_with_what_to_create() {
     let moto = Moto::start().await;
+    // moto builds its SSM backend at the first SSM request, seconds on a loaded machine: longer
+    // than crm-sync's 2 s attempts. Done here, the function sees SSM's answer, not moto's start.
+    let absent = moto.ssm().get_parameter().name(PARAMETER).send().await;
+    assert!(absent.is_err(), "{PARAMETER} exists before the test");
     let report = init_error(&base_env(moto.endpoint())).await;
     assert_eq!(report.error_type, "Vicibridge.ConfigMissing");
     assert_eq!(

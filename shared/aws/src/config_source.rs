@@ -6,9 +6,9 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use aws_config::SdkConfig;
 use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ssm::operation::get_parameter::GetParameterError;
+use aws_types::SdkConfig;
 use vicibridge_core::config::{Config, ConfigError, Severity};
 
 use crate::limits::INIT;

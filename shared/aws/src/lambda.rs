@@ -156,7 +156,7 @@ impl WorkerQueues {
         Ok(WorkerQueues { queue_url: env(QUEUE_URL_ENV)?, dlq_url: env(DLQ_URL_ENV)? })
     }
 
-    fn worker(self, handler: Arc<dyn BatchHandler>, sdk: &aws_config::SdkConfig) -> SqsWorker {
+    fn worker(self, handler: Arc<dyn BatchHandler>, sdk: &aws_types::SdkConfig) -> SqsWorker {
         let sqs = WORKER.sqs(sdk);
         SqsWorker {
             handler,

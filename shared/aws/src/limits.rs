@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
-use aws_config::SdkConfig;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+use aws_types::SdkConfig;
 
 /// How long one kind of AWS call may take, and how often it is tried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,9 +1,10 @@
 //! The AWS SDK's configuration in a Lambda: what Lambda puts in the environment, and the
 //! process's one HTTP/TLS stack (`vicibridge_http`) as the SDK's transport.
 //!
-//! Not `aws_config::load_defaults`: that reads the shared config files and builds the whole
-//! credential chain (profiles, web identity, ECS, IMDS) and a second HTTPS client whose
-//! construction parses the root certificates once per SDK client. Lambda gives credentials
+//! Not `aws_config::load_defaults` (nor the aws-config crate): that reads the shared config
+//! files and builds the whole credential chain (profiles, web identity/STS, ECS, IMDS) and a
+//! second HTTPS client whose construction parses the root certificates once per SDK client.
+//! Lambda gives credentials
 //! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) and `AWS_REGION` in the
 //! environment; `AWS_ENDPOINT_URL` (tests: moto) is honoured for every service, and
 //! `AWS_ENDPOINT_URL_<SERVICE>` (`SQS`, `SECRETS_MANAGER`, `SSM`) for one, as the SDK's own
@@ -13,9 +14,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use aws_config::environment::credentials::EnvironmentVariableCredentialsProvider;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
+use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
 use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
@@ -24,6 +26,9 @@ use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
+use aws_types::SdkConfig;
+use aws_types::region::Region;
+use http_body_util::BodyExt;
 
 /// The SDK configuration of this process, built once from the environment.
 pub fn sdk_config() -> &'static SdkConfig {
@@ -31,7 +36,7 @@ pub fn sdk_config() -> &'static SdkConfig {
     CONFIG.get_or_init(|| {
         let mut builder = SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
-            .credentials_provider(SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()))
+            .credentials_provider(SharedCredentialsProvider::new(LambdaEnvironmentCredentials))
             .http_client(http_client())
             .sleep_impl(
                 aws_smithy_async::rt::sleep::default_async_sleep()
@@ -51,6 +56,29 @@ pub fn service_endpoint(service: &str) -> Option<String> {
 
 fn env_value(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The execution role's credentials, which Lambda puts in the environment: read at each
+/// request (as the SDK's environment provider does), so that unset ones fail the request with
+/// the SDK's "credentials not loaded" error rather than the init.
+#[derive(Debug)]
+struct LambdaEnvironmentCredentials;
+
+impl ProvideCredentials for LambdaEnvironmentCredentials {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        let credentials = match (env_value("AWS_ACCESS_KEY_ID"), env_value("AWS_SECRET_ACCESS_KEY")) {
+            (Some(key), Some(secret)) => {
+                Ok(Credentials::new(key, secret, env_value("AWS_SESSION_TOKEN"), None, "LambdaEnvironment"))
+            }
+            _ => Err(CredentialsError::not_loaded(
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not both set in the environment",
+            )),
+        };
+        future::ProvideCredentials::ready(credentials)
+    }
 }
 
 /// The SDK's transport: `reqwest` on the process's shared TLS configuration, one client per
@@ -105,9 +133,11 @@ impl HttpConnector for ReqwestConnector {
             let client = client.map_err(|e| other(format!("cannot build the HTTP client: {e}")))?;
             let request = request.try_into_http1x().map_err(|e| ConnectorError::other(e.into(), None))?;
             let (parts, body) = request.into_parts();
-            // The services used here (SQS, Secrets Manager, SSM) send JSON bodies held in memory.
-            let body = body.bytes().ok_or_else(|| other("streaming request bodies are not supported".into()))?;
-            let request = reqwest::Request::try_from(http::Request::from_parts(parts, body.to_vec()))
+            // Read through the body rather than taking its bytes: the SDK's stalled-upload check
+            // watches it being read, and takes a body never read for a stalled upload (the
+            // attempt fails after a 5 s grace period and is sent again).
+            let body = body.collect().await.map_err(|e| ConnectorError::other(e, None))?.to_bytes();
+            let request = reqwest::Request::try_from(http::Request::from_parts(parts, body))
                 .map_err(|e| ConnectorError::other(e.into(), None))?;
             let response = client.execute(request).await.map_err(classify)?;
             let (status, headers) = (response.status(), response.headers().clone());
