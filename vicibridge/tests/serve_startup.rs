@@ -68,8 +68,15 @@ fn listen_accepts_a_host_name_and_a_second_serve_on_the_same_data_dir_is_refused
 
     // Another port, same data directory: refused at start, naming the directory and the
     // process that holds it.
-    let second = spawn_serve(dir.path(), &data_dir, &format!("127.0.0.1:{}", free_port()), "second.log");
-    let status = Killed(second).0.wait().unwrap();
+    let mut second = Killed(spawn_serve(dir.path(), &data_dir, &format!("127.0.0.1:{}", free_port()), "second.log"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = second.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "a second serve kept running on a data directory in use");
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let log = std::fs::read_to_string(dir.path().join("second.log")).unwrap();
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(log.contains("another vicibridge serve"), "{log}");
