@@ -299,7 +299,14 @@ pub fn apigw_post(path: &str, headers: &[(&str, &str)], body: &str) -> serde_jso
     apigw_event("POST", path, "", headers, body)
 }
 
-fn apigw_event(method: &str, path: &str, raw_query: &str, headers: &[(&str, &str)], body: &str) -> serde_json::Value {
+/// An API Gateway HTTP API (v2) event as API Gateway sends it to a function.
+pub fn apigw_event(
+    method: &str,
+    path: &str,
+    raw_query: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> serde_json::Value {
     let mut header_map = serde_json::json!({
         "host": "abc123defg.execute-api.us-east-1.amazonaws.com",
         "x-forwarded-proto": "https",

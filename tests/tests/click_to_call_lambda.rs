@@ -14,6 +14,7 @@ use vicibridge_core::secrets::Secret;
 use vicibridge_local::secrets_file::FileSecrets;
 use vicibridge_runtime::click_to_call::session::AgentSession;
 use vicibridge_runtime::click_to_call::{ClickToCall, build_click_to_call};
+use vicibridge_tests::runtime_api::apigw_event;
 use vicibridge_tests::vicidial_sim::{SimAgentState, SimUser, VicidialSim};
 
 const KEY: &str = "lambda-session-key-0123456789abcdef0123";
@@ -55,36 +56,22 @@ fn session() -> String {
         .unwrap()
 }
 
-/// One API Gateway v2 event; `body` as API Gateway passes it (base64 when `encoded`).
+/// One API Gateway v2 event (the same JSON the function tests send); `body` as API Gateway
+/// passes it, base64 when `encoded`.
 fn event(
     method: &str,
     path: &str,
-    headers: serde_json::Value,
+    headers: &[(&str, &str)],
     body: Option<&str>,
     encoded: bool,
 ) -> lambda_http::Request {
-    let body = body.map(|b| if encoded { base64::engine::general_purpose::STANDARD.encode(b) } else { b.to_owned() });
-    let json = serde_json::json!({
-        "version": "2.0",
-        "routeKey": format!("{method} {path}"),
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": headers,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "abc123defg",
-            "domainName": "abc123defg.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "abc123defg",
-            "http": { "method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.10", "userAgent": "Mozilla/5.0" },
-            "requestId": "LV7fzho-PHcEJPw=",
-            "routeKey": format!("{method} {path}"),
-            "stage": "$default",
-            "time": "07/Dec/2026:05:30:00 +0000",
-            "timeEpoch": 1796621400000_u64
-        },
-        "body": body,
-        "isBase64Encoded": encoded
-    });
+    let mut json = apigw_event(method, path, "", headers, "");
+    json["body"] = match body {
+        Some(b) if encoded => base64::engine::general_purpose::STANDARD.encode(b).into(),
+        Some(b) => b.into(),
+        None => serde_json::Value::Null,
+    };
+    json["isBase64Encoded"] = encoded.into();
     lambda_http::request::from_str(&json.to_string()).unwrap()
 }
 
@@ -101,8 +88,9 @@ async fn a_dial_through_api_gateway_reaches_vicidial_with_plain_and_base64_bodie
     let bearer = format!("Bearer {}", session());
     for (n, encoded) in [(0, false), (1, true)] {
         let body = format!(r#"{{"phone": "(727) 555-121{n}", "record_id": "51", "record_type": "contact"}}"#);
-        let headers = serde_json::json!({"authorization": bearer, "content-type": "application/json"});
-        let (status, headers, body) = call(&handler, event("POST", "/agent/dial", headers, Some(&body), encoded)).await;
+        let headers = [("authorization", bearer.as_str()), ("content-type", "application/json")];
+        let (status, headers, body) =
+            call(&handler, event("POST", "/agent/dial", &headers, Some(&body), encoded)).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(headers["content-type"], "application/json");
         let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -115,9 +103,9 @@ async fn a_dial_through_api_gateway_reaches_vicidial_with_plain_and_base64_bodie
 
     // Without the header API Gateway passes nothing: refused before VICIdial.
     let before = vici.requests().len();
-    let headers = serde_json::json!({"content-type": "application/json"});
+    let headers = [("content-type", "application/json")];
     let (status, _, body) =
-        call(&handler, event("POST", "/agent/dial", headers, Some(r#"{"phone": "7275551212"}"#), false)).await;
+        call(&handler, event("POST", "/agent/dial", &headers, Some(r#"{"phone": "7275551212"}"#), false)).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(vici.requests().len(), before);
 }
@@ -126,19 +114,18 @@ async fn a_dial_through_api_gateway_reaches_vicidial_with_plain_and_base64_bodie
 async fn the_call_state_a_page_and_a_sign_in_cookie_survive_the_translation() {
     let (vici, handler) = setup().await;
     vici.set_agent_state("1000", SimAgentState::InCall { lead_id: 31, customer_gone: false });
-    let headers = serde_json::json!({"authorization": format!("Bearer {}", session())});
-    let (status, _, body) = call(&handler, event("GET", "/agent/state", headers, None, false)).await;
+    let bearer = format!("Bearer {}", session());
+    let (status, _, body) =
+        call(&handler, event("GET", "/agent/state", &[("authorization", &bearer)], None, false)).await;
     assert_eq!((status, body.as_str()), (200, r#"{"ok":true,"state":"on_call"}"#));
 
-    let (status, headers, body) =
-        call(&handler, event("GET", "/dialer/hubspot", serde_json::json!({}), None, false)).await;
+    let (status, headers, body) = call(&handler, event("GET", "/dialer/hubspot", &[], None, false)).await;
     assert_eq!(status, 200);
     assert!(body.contains("data-surface=\"hubspot\""), "{body}");
     let csp = headers["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("frame-ancestors https://app.hubspot.com"), "{csp}");
 
-    let (status, headers, _) =
-        call(&handler, event("GET", "/agent/oauth/hubspot/start", serde_json::json!({}), None, false)).await;
+    let (status, headers, _) = call(&handler, event("GET", "/agent/oauth/hubspot/start", &[], None, false)).await;
     assert_eq!(status, 302);
     let location = headers["location"].to_str().unwrap();
     assert!(location.starts_with("https://app.hubspot.com/oauth/authorize?"), "{location}");
