@@ -100,6 +100,8 @@ async fn the_status_page_shows_ingest_syncs_dead_letters_and_unmapped_statuses()
     assert_eq!(per_minute.as_array().unwrap().len(), 60, "an hour, minute by minute");
     assert!(status["activity"]["last_applied"]["dry-run"].is_string(), "{status:#}");
     let events = queue(&status, "crm-events");
+    // Drained: no oldest message. The age is whole seconds under a name that says so.
+    assert_eq!(events.get("oldest_age_secs"), Some(&Value::Null), "{events:#}");
     let reasons = events["dead_letters_by_reason"].as_array().unwrap();
     assert_eq!(reasons.len(), 1);
     let reason = reasons[0][0].as_str().unwrap().to_owned();

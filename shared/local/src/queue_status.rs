@@ -22,12 +22,21 @@ pub struct QueueStatus {
     pub visible: u64,
     /// Received and not settled, or waiting for a retry.
     pub in_flight: u64,
-    /// Age of the oldest message on the queue (visible or in flight); `None`: empty.
+    /// Age of the oldest message on the queue (visible or in flight); `None`: empty. In JSON
+    /// `oldest_age_secs`, whole seconds (what a script compares with a threshold).
+    #[serde(rename = "oldest_age_secs", serialize_with = "whole_seconds")]
     pub oldest_age: Option<Duration>,
     /// Dead letters not replayed.
     pub dead_letters: u64,
     /// Those, counted by reason, most frequent first.
     pub dead_letters_by_reason: Vec<(String, u64)>,
+}
+
+fn whole_seconds<S: serde::Serializer>(age: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match age {
+        Some(a) => s.serialize_some(&a.as_secs()),
+        None => s.serialize_none(),
+    }
 }
 
 impl QueueStatus {
