@@ -19,7 +19,7 @@ use vicibridge_core::event::{Event, LeadInjection, LeadSource};
 use vicibridge_tests::moto::Moto;
 use vicibridge_tests::runtime_api::{LambdaProcess, RuntimeApi, apigw_get, apigw_post};
 
-const BASELINES: [&str; 2] = ["hello", "sdk-hello"];
+const BASELINES: [&str; 3] = ["hello", "sdk-hello", "sdk-ssm-hello"];
 const FUNCTIONS: [&str; 6] = ["call-start", "dispo", "new-lead", "lead-webhook", "crm-sync", "lead-inject"];
 const TOKEN: &str = "bench-token-3e1f";
 const PARAMETER: &str = "/vicibridge/config";
@@ -115,21 +115,23 @@ async fn main() {
         v[v.len() / 2]
     };
     let sdk_best = best(&samples[1].init_ms);
+    let ssm_best = best(&samples[2].init_ms);
     println!("{rounds} rounds, binaries in {}", dir.display());
     if let Some(before) = &before {
         println!("(before): {}", before.display());
     }
     println!(
-        "| binary | init best | init median | × sdk-hello (best) | first invocation median | peak RSS (max) | size |"
+        "| binary | init best | init median | × sdk-hello (best) | × sdk-ssm-hello (best) | first invocation median | peak RSS (max) | size |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for ((label, _, binary), s) in binaries.iter().zip(&samples) {
         let size = std::fs::metadata(binary).map_or(0, |m| m.len());
         println!(
-            "| {label} | {:.1} ms | {:.1} ms | {:.2} | {:.1} ms | {:.1} MiB | {:.1} MiB |",
+            "| {label} | {:.1} ms | {:.1} ms | {:.2} | {:.2} | {:.1} ms | {:.1} MiB | {:.1} MiB |",
             best(&s.init_ms),
             median(&s.init_ms),
             best(&s.init_ms) / sdk_best,
+            best(&s.init_ms) / ssm_best,
             median(&s.first_ms),
             s.rss_kib.iter().copied().max().unwrap_or(0) as f64 / 1024.0,
             size as f64 / (1024.0 * 1024.0),
