@@ -23,6 +23,11 @@ const EMITTED: &[&str] = &[
     m::CRM_AUTH_ALERTS,
     m::INTEGRATION_PAUSES,
     m::UNMAPPED_DISPOSITIONS,
+    m::UNMAPPED_DISPOSITIONS_TOTAL,
+    m::BRIDGE_ID_LOOKUPS,
+    m::BRIDGE_ID_NOT_FOUND,
+    m::BRIDGE_ID_LOOKUPS_TOTAL,
+    m::BRIDGE_ID_NOT_FOUND_TOTAL,
     m::WEBHOOK_REJECTED,
     m::WEBHOOK_QUEUED,
     m::LEAD_INJECTIONS,
@@ -135,6 +140,8 @@ fn the_dashboard_shows_only_metrics_the_code_emits_and_all_the_operator_needs() 
         m::SYNC_RETRIES,
         m::SYNC_FAILURES,
         m::UNMAPPED_DISPOSITIONS,
+        m::BRIDGE_ID_NOT_FOUND,
+        m::BRIDGE_ID_LOOKUPS,
     ] {
         assert!(ours.contains(needed), "the dashboard lacks {needed}");
     }
@@ -196,4 +203,58 @@ fn a_backlog_on_crm_events_raises_an_alarm_at_the_configured_age() {
     assert_eq!((tag.as_str(), threshold.as_str()), ("Ref", Some("OldestMessageAlarmSeconds")));
     let (tag, topic) = tagged(&alarm["AlarmActions"][0]);
     assert_eq!((tag.as_str(), topic.as_str()), ("Ref", Some("AlarmTopic")));
+}
+
+/// Every vicibridge metric an alarm watches (directly or in its metric math) is one the code
+/// emits, without dimensions (the code emits the alarms' metrics without any).
+#[test]
+fn alarms_watch_metrics_the_code_emits() {
+    let t = template();
+    let emitted: Vec<&str> =
+        EMITTED.iter().copied().chain([vicibridge_webhook::metrics::WEBHOOK_ENDPOINT_GONE]).collect();
+    let mut watched = BTreeSet::new();
+    for (alarm, a) in resources_of_type(&t, "AWS::CloudWatch::Alarm") {
+        let p = &a["Properties"];
+        let mut metrics: Vec<&Yaml> = vec![p];
+        if let Some(queries) = p["Metrics"].as_sequence() {
+            metrics.extend(queries.iter().filter_map(|q| q.get("MetricStat").map(|s| &s["Metric"])));
+        }
+        for metric in metrics {
+            if metric["Namespace"].as_str() != Some(m::NAMESPACE) {
+                continue;
+            }
+            let name = metric["MetricName"].as_str().unwrap();
+            assert!(emitted.contains(&name), "{alarm} watches {}/{name}, which no code emits", m::NAMESPACE);
+            assert!(metric["Dimensions"].is_null(), "{alarm}: {name} is emitted without dimensions");
+            watched.insert(name.to_owned());
+        }
+    }
+    for needed in [m::BRIDGE_ID_LOOKUPS_TOTAL, m::BRIDGE_ID_NOT_FOUND_TOTAL, m::UNMAPPED_DISPOSITIONS_TOTAL] {
+        assert!(watched.contains(needed), "no alarm watches {needed}");
+    }
+}
+
+/// The bridge id alarm: not-found / lookups over 15 minutes above its parameter, only with at
+/// least its minimum of lookups: the same rule as serve's `[watchdogs]`, with the same defaults.
+#[test]
+fn the_bridge_id_alarm_compares_the_not_found_rate_with_its_parameters() {
+    let t = template();
+    let defaults = vicibridge_core::config::WatchdogsConfig::default();
+    let parameter = |name: &str| t["Parameters"][name]["Default"].as_u64().unwrap();
+    assert_eq!(parameter("BridgeIdNotFoundPercent"), u64::from(defaults.bridge_id_not_found_percent));
+    assert_eq!(parameter("BridgeIdMinEvents"), u64::from(defaults.bridge_id_min_events));
+    let alarm = &t["Resources"]["BridgeIdAlarm"]["Properties"];
+    let (tag, threshold) = tagged(&alarm["Threshold"]);
+    assert_eq!((tag.as_str(), threshold.as_str()), ("Ref", Some("BridgeIdNotFoundPercent")));
+    assert_eq!(alarm["ComparisonOperator"].as_str(), Some("GreaterThanThreshold"));
+    let queries = alarm["Metrics"].as_sequence().unwrap();
+    let periods: Vec<u64> = queries.iter().filter_map(|q| q["MetricStat"]["Period"].as_u64()).collect();
+    assert_eq!(periods, [900, 900], "two sums over 15 minutes");
+    let returned: Vec<&Yaml> = queries.iter().filter(|q| q["ReturnData"].as_bool() != Some(false)).collect();
+    assert_eq!(returned.len(), 1, "one time series decides");
+    let (tag, expression) = tagged(&returned[0]["Expression"]);
+    assert_eq!(tag, "Sub");
+    let expression = expression.as_str().unwrap();
+    assert!(expression.contains("lookups >= ${BridgeIdMinEvents}"), "{expression}");
+    assert!(expression.contains("100 * FILL(notfound, 0) / lookups"), "{expression}");
 }

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod auth;
+pub mod bridge_id;
 pub mod config;
 pub mod direction;
 pub mod disposition;

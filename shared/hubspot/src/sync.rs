@@ -56,6 +56,8 @@ struct Work<'a> {
     older: bool,
     /// The contact was created by this apply (new-lead: Done rather than AlreadyApplied).
     created: bool,
+    /// `vendor_lead_code` named no HubSpot record (the bridge id watchdog counts it).
+    bridge_id_missed: bool,
 }
 
 impl<'a> Work<'a> {
@@ -75,6 +77,7 @@ impl<'a> Work<'a> {
             already: false,
             older: false,
             created: false,
+            bridge_id_missed: false,
         }
     }
 
@@ -85,6 +88,29 @@ impl<'a> Work<'a> {
     fn fail(&mut self, e: SyncError) {
         if self.err.is_none() {
             self.err = Some(e);
+        }
+    }
+
+    /// `vendor_lead_code` names no HubSpot record; `e`, if any, fails the plan.
+    fn bridge_id_missed(&mut self, e: Option<SyncError>) {
+        self.bridge_id_missed = true;
+        if let Some(e) = e {
+            self.fail(e);
+        }
+    }
+
+    /// For the bridge id watchdog: a call whose `vendor_lead_code` was looked up, and whether
+    /// it named a record. `None` when there was none, or the answer is not known (HubSpot
+    /// could not be asked: the plan will be retried).
+    fn bridge_id_found(&self) -> Option<(&'a CallPlan, bool)> {
+        let call = self.call?;
+        self.crm_ref()?;
+        if self.bridge_id_missed {
+            return Some((call, false));
+        }
+        match &self.err {
+            Some(e) if !matches!(e, SyncError::Permanent { .. }) => None,
+            _ => Some((call, true)),
         }
     }
 
@@ -182,6 +208,9 @@ impl Engine {
         self.update_contacts(&mut works).await;
         self.update_deals(&mut works).await;
         self.tasks(&mut works).await;
+        for (call, found) in works.iter().filter_map(Work::bridge_id_found) {
+            vicibridge_core::bridge_id::record_lookup(call, found);
+        }
         works
             .into_iter()
             .zip(links)
@@ -403,7 +432,7 @@ impl Engine {
                     deals.entry(r.to_owned()).or_default().push(i);
                 }
                 VendorLeadCode::Email if r.contains('@') => by_email.entry(r.to_lowercase()).or_default().push(i),
-                _ => w.fail(SyncError::permanent(format!(
+                _ => w.bridge_id_missed(Some(SyncError::permanent(format!(
                     "vendor_lead_code {r:?} is not a HubSpot {} (hubspot.vendor_lead_code = {:?})",
                     match kind {
                         VendorLeadCode::ContactId => "contact id",
@@ -411,7 +440,7 @@ impl Engine {
                         VendorLeadCode::Email => "email address",
                     },
                     kind
-                ))),
+                )))),
             }
         }
 
@@ -428,6 +457,12 @@ impl Engine {
                         for &i in by_email.get(&email.to_lowercase()).into_iter().flatten() {
                             works[i].contact = Some(id.clone());
                             works[i].contact_checked = true;
+                        }
+                    }
+                    // Not found by its email: looked up by phone below, but the bridge missed.
+                    for &i in by_email.values().flatten() {
+                        if works[i].contact.is_none() {
+                            works[i].bridge_id_missed(None);
                         }
                     }
                 }
@@ -840,7 +875,17 @@ impl Engine {
         let written = self.write(op, &path, inputs, false, |i| json!({"inputs": i})).await;
         for (n, e) in written.failed {
             for &i in &owners[n] {
-                works[i].fail(e.clone());
+                // HubSpot refuses to associate a record that does not exist: when it is the
+                // one vendor_lead_code named (taken on trust), the bridge id missed.
+                let on_trust = match to {
+                    "contacts" => !works[i].contact_checked && works[i].crm_ref() == works[i].contact.as_deref(),
+                    _ => works[i].crm_ref().is_some() && works[i].crm_ref() == works[i].deal.as_deref(),
+                };
+                if on_trust && matches!(e, SyncError::Permanent { .. }) {
+                    works[i].bridge_id_missed(Some(e.clone()));
+                } else {
+                    works[i].fail(e.clone());
+                }
             }
         }
     }
@@ -872,7 +917,14 @@ impl Engine {
                             object.trim_end_matches('s'),
                             works[idxs[0]].lead_id()
                         ));
-                        idxs.iter().for_each(|&i| works[i].fail(e.clone()));
+                        for &i in idxs {
+                            // An id taken on trust is the one vendor_lead_code named.
+                            if works[i].contact_checked {
+                                works[i].fail(e.clone());
+                            } else {
+                                works[i].bridge_id_missed(Some(e.clone()));
+                            }
+                        }
                     }
                 }
                 found
@@ -1092,7 +1144,7 @@ impl Engine {
                             "HubSpot deal {id} does not exist (or was deleted): check vendor_lead_code of lead {}",
                             works[idxs[0]].lead_id()
                         ));
-                        idxs.iter().for_each(|&i| works[i].fail(e.clone()));
+                        idxs.iter().for_each(|&i| works[i].bridge_id_missed(Some(e.clone())));
                     }
                 }
                 found

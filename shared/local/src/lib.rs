@@ -10,3 +10,4 @@ pub mod secret_writer;
 pub mod secrets_file;
 pub mod serve;
 pub mod status;
+pub mod watchdog;

@@ -619,13 +619,20 @@ impl SqliteQueue {
     /// Unmapped statuses seen in the last [`UNMAPPED_KEEP`], with the number of calls, most
     /// frequent first.
     pub async fn unmapped_statuses(&self) -> Result<Vec<(String, u64)>, LocalQueueError> {
-        self.call(Kind::Other, |conn, ctx| {
-            let cutoff = ctx.now_ms - UNMAPPED_KEEP.as_millis() as i64;
+        let keep = chrono::Duration::from_std(UNMAPPED_KEEP).unwrap_or_default();
+        self.unmapped_statuses_since(Utc::now() - keep).await
+    }
+
+    /// Unmapped statuses first seen at or after `since`, with the number of calls, most
+    /// frequent first (the digest of `serve`'s watchdog).
+    pub async fn unmapped_statuses_since(&self, since: DateTime<Utc>) -> Result<Vec<(String, u64)>, LocalQueueError> {
+        let since_ms = since.timestamp_millis();
+        self.call(Kind::Other, move |conn, _| {
             conn.prepare_cached(
                 "SELECT status, count(*) AS n FROM unmapped_statuses WHERE seen_at_ms >= ?1
                  GROUP BY status ORDER BY n DESC, status",
             )?
-            .query_map([cutoff], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .query_map([since_ms], |row| Ok((row.get(0)?, row.get(1)?)))?
             .collect()
         })
         .await

@@ -12,6 +12,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use chrono::Utc;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 use vicibridge_core::config::{Config, Durability};
@@ -222,12 +223,15 @@ pub async fn serve_with_activity(
         None => None,
     };
     let last_reconcile = reconcile.as_ref().map(|_| LastReconcile::default());
+    let watchdogs =
+        Arc::new(crate::watchdog::Watchdogs::new(&config, &data_dir, activity.clone(), crm_events.clone(), Utc::now()));
     let status = crate::status::routes(StatusSource::new(
         &config,
         activity,
         (crm_events.clone(), lead_injections.clone()),
         secrets.clone(),
         last_reconcile.clone(),
+        watchdogs.clone(),
     ));
     let handlers = Handlers {
         screen_pop,
@@ -250,6 +254,7 @@ pub async fn serve_with_activity(
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(crate::watchdog::run(watchdogs, stop_rx.clone()));
     if let (Some(reconciler), Some(schedule), Some(last)) = (reconcile, config.reconcile.clone(), last_reconcile) {
         tokio::spawn(crate::reconcile::run_schedule(reconciler, schedule, last, stop_rx.clone()));
     }

@@ -26,6 +26,7 @@ use vicibridge_runtime::reconcile::ReconcileReport;
 
 use crate::queue::SqliteQueue;
 use crate::queue_status::{ServeQueuesStatus, serve_queues_status};
+use crate::watchdog::{WatchdogReport, Watchdogs};
 use access::{Access, decide, is_local, presented_token};
 use activity::{Activity, ActivitySnapshot};
 
@@ -71,6 +72,8 @@ pub struct StatusReport {
     pub reconcile: Option<ReconcileState>,
     /// `[dispositions.…]` tables for the unmapped statuses; empty when there are none.
     pub dispositions_snippet: String,
+    /// What the watchdogs see now: bridge id alerts, the data directory's disk.
+    pub watchdogs: WatchdogReport,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -94,6 +97,7 @@ pub struct StatusSource {
     pub map: Arc<DispositionMap>,
     /// `None`: `[reconcile]` is not configured.
     pub reconcile: Option<LastReconcile>,
+    pub watchdogs: Arc<Watchdogs>,
 }
 
 impl std::fmt::Debug for StatusSource {
@@ -109,6 +113,7 @@ impl StatusSource {
         queues: (Arc<SqliteQueue>, Arc<SqliteQueue>),
         secrets: Arc<dyn SecretStore>,
         reconcile: Option<LastReconcile>,
+        watchdogs: Arc<Watchdogs>,
     ) -> StatusSource {
         StatusSource {
             activity,
@@ -119,6 +124,7 @@ impl StatusSource {
             crm: config.crm.kind.to_string(),
             map: Arc::new(config.disposition_map()),
             reconcile,
+            watchdogs,
         }
     }
 
@@ -133,6 +139,7 @@ impl StatusSource {
             dispositions_snippet: config_snippet(queues.unmapped_statuses.iter().map(|(s, _)| s.as_str())),
             queues,
             reconcile: self.reconcile.as_ref().map(|r| r.get().map_or(ReconcileState::NotRunYet, ReconcileState::Last)),
+            watchdogs: self.watchdogs.check(now),
         })
     }
 }

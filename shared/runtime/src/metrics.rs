@@ -21,6 +21,14 @@ pub const CRM_AUTH_ALERTS: &str = "CrmAuthAlerts";
 pub const INTEGRATION_PAUSES: &str = "IntegrationPauses";
 /// Dispositions whose status no layer of the mapping knows, by `status`.
 pub const UNMAPPED_DISPOSITIONS: &str = "UnmappedDispositions";
+/// The same without dimensions: the UnmappedDispositionsAlarm in infra/template.yaml.
+pub const UNMAPPED_DISPOSITIONS_TOTAL: &str = "UnmappedDispositionsTotal";
+/// `vendor_lead_code` lookups by the CRM adapters, and those that found no record, by
+/// `campaign` and `list`, and without dimensions for the BridgeIdAlarm (see
+/// [`vicibridge_core::bridge_id`]).
+pub use vicibridge_core::bridge_id::{
+    BRIDGE_ID_LOOKUPS, BRIDGE_ID_LOOKUPS_TOTAL, BRIDGE_ID_NOT_FOUND, BRIDGE_ID_NOT_FOUND_TOTAL,
+};
 /// Lead webhooks refused, by `source` and `status`.
 pub const WEBHOOK_REJECTED: &str = "WebhookRejected";
 /// Records queued for injection.

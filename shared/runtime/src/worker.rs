@@ -184,6 +184,7 @@ fn report_plan(plan: &SyncPlan) -> Option<&str> {
         return None;
     }
     metrics::counter!(m::UNMAPPED_DISPOSITIONS, "status" => d.status.clone()).increment(1);
+    metrics::counter!(m::UNMAPPED_DISPOSITIONS_TOTAL).increment(1);
     warn!(key = %call.key, status = %d.status, campaign = call.campaign.as_deref().unwrap_or(""), "unmapped disposition: the call is logged, nothing else changes; add it under [dispositions] to map it");
     Some(&d.status)
 }

@@ -133,6 +133,9 @@ impl SalesforceCrm {
         let mut lookups: Vec<(usize, Phone)> = Vec::new();
         let mut needs_lead: Vec<usize> = Vec::new();
         let mut link_writes: Vec<Write> = Vec::new();
+        // For the bridge id watchdog, per call that names a record in vendor_lead_code:
+        // Some(false) when it names none, Some(true) while it looks like one.
+        let mut bridge_ids: Vec<Option<bool>> = vec![None; n];
         for (i, plan) in plans.iter().enumerate() {
             let (crm_ref, lead) = match plan {
                 SyncPlan::Call(c) => (c.crm_ref.as_deref(), &c.lead),
@@ -145,7 +148,13 @@ impl SalesforceCrm {
                     continue;
                 }
             };
-            match sync::target_of(crm_ref, lead, cfg) {
+            let target = sync::target_of(crm_ref, lead, cfg);
+            if let SyncPlan::Call(_) = plan
+                && crm_ref.is_some_and(|r| !r.trim().is_empty())
+            {
+                bridge_ids[i] = Some(matches!(target, Ok(Target::Known(_))));
+            }
+            match target {
                 Ok(Target::Known(r)) => match plan {
                     SyncPlan::Call(_) => targets[i] = Some(r),
                     // Injected from Salesforce (or linked): it exists there already.
@@ -290,7 +299,10 @@ impl SalesforceCrm {
                 None => Ok(Applied::AlreadyApplied),
             });
         }
-        results.into_iter().map(|r| r.unwrap_or_else(|| Err(SyncError::retryable("not processed")))).collect()
+        let results: Vec<Result<Applied, SyncError>> =
+            results.into_iter().map(|r| r.unwrap_or_else(|| Err(SyncError::retryable("not processed")))).collect();
+        record_bridge_ids(plans, &bridge_ids, &results);
+        results
     }
 
     /// Runs SOQL queries, ≤ 5 per composite call.
@@ -363,6 +375,26 @@ impl Crm for SalesforceCrm {
             out.extend(self.apply_all(chunk).await);
         }
         out
+    }
+}
+
+/// Salesforce's answers to a write naming a record id that does not exist (or no longer).
+const RECORD_MISSING: [&str; 2] = ["INVALID_CROSS_REFERENCE_KEY", "ENTITY_IS_DELETED"];
+
+/// Reports each call's `vendor_lead_code` lookup to the bridge id watchdog: `bridge_ids[i]`
+/// says whether it looked like a record id; such a record that Salesforce then refused as
+/// missing was not found either. Unknown when the plan will be retried.
+fn record_bridge_ids(plans: &[SyncPlan], bridge_ids: &[Option<bool>], results: &[Result<Applied, SyncError>]) {
+    for ((plan, bridge_id), result) in plans.iter().zip(bridge_ids).zip(results) {
+        let (SyncPlan::Call(call), Some(looks_found)) = (plan, bridge_id) else { continue };
+        let found = match result {
+            Err(SyncError::Permanent { reason }) => {
+                *looks_found && !RECORD_MISSING.iter().any(|code| reason.contains(code))
+            }
+            Err(_) if *looks_found => continue,
+            _ => *looks_found,
+        };
+        vicibridge_core::bridge_id::record_lookup(call, found);
     }
 }
 

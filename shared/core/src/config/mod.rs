@@ -6,6 +6,7 @@ pub mod lead_injection;
 pub mod salesforce;
 pub mod screen_pop;
 mod toml_errors;
+pub mod watchdogs;
 pub mod webhook;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ pub use hubspot::HubspotConfig;
 pub use lead_injection::LeadInjectionConfig;
 pub use salesforce::SalesforceConfig;
 pub use screen_pop::ScreenPopConfig;
+pub use watchdogs::WatchdogsConfig;
 pub use webhook::WebhookConfig;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -64,6 +66,9 @@ pub struct Config {
     /// `serve`'s `GET /status` page.
     #[serde(default)]
     pub status: StatusConfig,
+    /// Thresholds of the watchdogs (`serve`'s warnings; on AWS the alarms' are parameters).
+    #[serde(default)]
+    pub watchdogs: WatchdogsConfig,
 }
 
 /// `[reconcile]`: how often `serve` (and the `reconcile` Lambda's schedule) reads VICIdial's URL
@@ -405,6 +410,7 @@ impl Config {
                 });
             }
         }
+        self.watchdogs.problems(&mut out);
         out
     }
 

@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use chrono::{DateTime, Utc};
 use metrics::{Counter, CounterFn, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use serde::Serialize;
+use vicibridge_core::bridge_id::{BridgeIdAlert, BridgeIdWatch, CampaignList, Changes};
+use vicibridge_core::config::WatchdogsConfig;
 use vicibridge_runtime::metrics as m;
 
 /// Minutes of history kept and charted.
@@ -104,6 +106,8 @@ struct Inner {
     series: [PerMinute; 5],
     /// Last `SyncApplied` by its `crm` label.
     last_applied: Mutex<BTreeMap<String, DateTime<Utc>>>,
+    /// `BridgeIdLookups` / `BridgeIdNotFound` by campaign and list, for the watchdog.
+    bridge_ids: Mutex<BridgeIdWatch>,
 }
 
 /// The activity of this process; cheap to clone (one shared state). Install
@@ -152,6 +156,7 @@ impl Activity {
                 started_at: Utc::now(),
                 series: std::array::from_fn(|_| PerMinute::new()),
                 last_applied: Mutex::new(BTreeMap::new()),
+                bridge_ids: Mutex::new(BridgeIdWatch::new()),
             }),
         }
     }
@@ -167,6 +172,20 @@ impl Activity {
             let mut last = self.inner.last_applied.lock().unwrap_or_else(PoisonError::into_inner);
             last.insert(crm.to_owned(), at);
         }
+    }
+
+    fn bridge_ids(&self) -> std::sync::MutexGuard<'_, BridgeIdWatch> {
+        self.inner.bridge_ids.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The bridge id watchdog's decision at `now` over the lookups counted so far.
+    pub fn check_bridge_ids(&self, now: DateTime<Utc>, cfg: &WatchdogsConfig) -> Changes {
+        self.bridge_ids().check(now, cfg)
+    }
+
+    /// The bridge id alerts standing since the last [`Activity::check_bridge_ids`].
+    pub fn bridge_id_alerts(&self, now: DateTime<Utc>) -> Vec<BridgeIdAlert> {
+        self.bridge_ids().alerts(now)
     }
 
     /// The last hour as of `now`.
@@ -217,12 +236,37 @@ impl CounterFn for Tally {
     }
 }
 
+/// The counter of one campaign and list's `vendor_lead_code` lookups, or of their misses.
+#[derive(Debug)]
+struct BridgeIdTally {
+    activity: Activity,
+    at: CampaignList,
+    not_found: bool,
+}
+
+impl CounterFn for BridgeIdTally {
+    fn increment(&self, value: u64) {
+        let (lookups, not_found) = if self.not_found { (0, value) } else { (value, 0) };
+        self.activity.bridge_ids().add(&self.at, lookups, not_found, Utc::now());
+    }
+
+    fn absolute(&self, _value: u64) {}
+}
+
 impl Recorder for ActivityRecorder {
     fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
     fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
     fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
 
     fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        let label = |name: &str| key.labels().find(|l| l.key() == name).map(|l| l.value().to_owned());
+        if let (name @ (m::BRIDGE_ID_LOOKUPS | m::BRIDGE_ID_NOT_FOUND), Some(campaign), Some(list)) =
+            (key.name(), label("campaign"), label("list"))
+        {
+            let at = CampaignList { campaign, list };
+            let not_found = name == m::BRIDGE_ID_NOT_FOUND;
+            return Counter::from_arc(Arc::new(BridgeIdTally { activity: self.activity.clone(), at, not_found }));
+        }
         let Some(series) = Series::of_metric(key.name()) else { return Counter::noop() };
         let crm = key.labels().find(|l| l.key() == "crm").map(|l| l.value().to_owned());
         Counter::from_arc(Arc::new(Tally { activity: self.activity.clone(), series, crm }))

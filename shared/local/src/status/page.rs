@@ -54,6 +54,9 @@ pub fn render(r: &StatusReport) -> String {
                     (time(a.counting_since)) " · reloads every 30 s"
                 }
 
+                h2 { "Watchdogs" }
+                (watchdogs(r))
+
                 h2 { "Last hour, per minute" }
                 div.charts {
                     (chart("VICIdial events in", a.first_minute, &[line(Series::IngestAccepted), line(Series::IngestRejected)]))
@@ -111,6 +114,38 @@ fn queue_row(q: &QueueStatus) -> Markup {
             td.n { (q.in_flight) }
             td { @match q.oldest_age { Some(age) => (duration(age.as_secs() as i64)), None => "empty" } }
             td.n.warn[q.dead_letters > 0] { (q.dead_letters) }
+        }
+    }
+}
+
+fn watchdogs(r: &StatusReport) -> Markup {
+    let w = &r.watchdogs;
+    let t = &w.bridge_id_threshold;
+    html! {
+        @if w.bridge_id.is_empty() {
+            p.ok {
+                "Bridge id: no campaign and list above " (t.not_found_percent) " % of vendor_lead_code lookups finding no CRM record (last "
+                (t.window_minutes) " minutes, at least " (t.min_events) " lookups)."
+            }
+        } @else {
+            p.warn { "Bridge id: vendor_lead_code finds no CRM record for most calls of these lists. Was a list reloaded with its columns remapped?" }
+            table {
+                tr { th { "campaign" } th { "list" } th { "lookups" } th { "not found" } th { "since" } }
+                @for a in &w.bridge_id {
+                    tr {
+                        td { (a.at.campaign) } td { (a.at.list) } td.n { (a.counts.lookups) }
+                        td.n.warn { (a.counts.not_found) " (" (a.counts.percent_not_found()) " %)" } td { (time(a.since)) }
+                    }
+                }
+            }
+        }
+        @match (w.disk.used_percent, &w.disk.error) {
+            (Some(p), _) if w.disk.full => p.warn {
+                "Disk: the data directory's filesystem is " (format!("{p:.0}")) " % full (above " (w.disk.threshold_percent) " %). Free space before the queues cannot write."
+            },
+            (Some(p), _) => p.ok { "Disk: the data directory's filesystem is " (format!("{p:.0}")) " % full (warns above " (w.disk.threshold_percent) " %)." },
+            (None, Some(e)) => p.warn { "Disk: " (e) },
+            (None, None) => p { "Disk: not read." },
         }
     }
 }

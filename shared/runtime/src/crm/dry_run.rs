@@ -1,6 +1,9 @@
 //! The dry-run CRM: records what a sync would do, changes nothing. One JSON object per line
 //! in `DATA_DIR/dry-run.jsonl` and in the log, so a user sees the mapping work before
 //! pointing vicibridge at a real CRM.
+//!
+//! The file never grows without bound: past [`MAX_BYTES`] it becomes `dry-run.jsonl.1`
+//! (replacing the one before) and a new `dry-run.jsonl` starts.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -20,9 +23,41 @@ use vicibridge_core::ports::{Applied, Crm, PreviewRequests, RequestPreview};
 use super::CrmSetupError;
 
 pub const FILE_NAME: &str = "dry-run.jsonl";
+/// Size of `dry-run.jsonl` past which it is rotated to `dry-run.jsonl.1`.
+pub const MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The record file and its size so far.
+#[derive(Debug)]
+struct RecordFile {
+    file: File,
+    len: u64,
+    max: u64,
+}
+
+impl RecordFile {
+    fn open(path: &Path, max: u64) -> std::io::Result<RecordFile> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let len = file.metadata()?.len();
+        Ok(RecordFile { file, len, max })
+    }
+
+    /// Appends `line` (and a newline), first rotating the file when it would pass `max`.
+    fn append(&mut self, path: &Path, line: &str) -> std::io::Result<()> {
+        let size = line.len() as u64 + 1;
+        if self.len > 0 && self.len + size > self.max {
+            let mut old = path.as_os_str().to_owned();
+            old.push(".1");
+            std::fs::rename(path, &old)?;
+            *self = RecordFile::open(path, self.max)?;
+        }
+        writeln!(self.file, "{line}")?;
+        self.len += size;
+        Ok(())
+    }
+}
 
 pub struct DryRunCrm {
-    file: Option<(PathBuf, Mutex<File>)>,
+    file: Option<(PathBuf, Mutex<RecordFile>)>,
     preview: Option<Arc<dyn PreviewRequests>>,
 }
 
@@ -54,14 +89,20 @@ struct Requests {
 
 impl DryRunCrm {
     pub fn open(data_dir: Option<&Path>, preview: Option<Arc<dyn PreviewRequests>>) -> Result<Self, CrmSetupError> {
+        Self::open_with_limit(data_dir, preview, MAX_BYTES)
+    }
+
+    /// [`DryRunCrm::open`], rotating the file past `max_bytes` rather than [`MAX_BYTES`].
+    pub fn open_with_limit(
+        data_dir: Option<&Path>,
+        preview: Option<Arc<dyn PreviewRequests>>,
+        max_bytes: u64,
+    ) -> Result<Self, CrmSetupError> {
         let file = match data_dir {
             None => None,
             Some(dir) => {
                 let path = dir.join(FILE_NAME);
-                let f = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
+                let f = RecordFile::open(&path, max_bytes)
                     .map_err(|source| CrmSetupError::DryRunFile { path: path.display().to_string(), source })?;
                 Some((path, Mutex::new(f)))
             }
@@ -88,7 +129,7 @@ impl DryRunCrm {
         }
         if let Some((path, file)) = &self.file {
             let mut f = file.lock().map_err(|_| SyncError::retryable("dry-run file lock poisoned"))?;
-            writeln!(f, "{line}").map_err(|e| SyncError::retryable(format!("cannot write {}: {e}", path.display())))?;
+            f.append(path, &line).map_err(|e| SyncError::retryable(format!("cannot write {}: {e}", path.display())))?;
         }
         Ok(Applied::Done)
     }
@@ -106,5 +147,31 @@ impl Crm for DryRunCrm {
             .iter()
             .map(|p| self.record(p, batch.as_ref().map(|(crm, b)| Requests { crm, batch: b.clone() })))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_file_is_rotated_past_its_limit_and_never_grows_without_bound() {
+        let dir = std::env::temp_dir().join(format!("vicibridge-dry-run-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(FILE_NAME);
+        let mut f = RecordFile::open(&path, 100).unwrap();
+        let line = "x".repeat(39);
+        for _ in 0..7 {
+            f.append(&path, &line).unwrap();
+        }
+        // 40 bytes a line, at most 100 a file: 7 lines are 2 + 2 + 2 + 1, the last two kept.
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 40);
+        assert_eq!(std::fs::metadata(dir.join("dry-run.jsonl.1")).unwrap().len(), 80);
+        // A reopened file continues from its size.
+        let mut f = RecordFile::open(&path, 100).unwrap();
+        f.append(&path, &line).unwrap();
+        f.append(&path, &line).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 40);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
