@@ -1,7 +1,7 @@
 //! `GET /status` (HTML) and `GET /status.json` on `vicibridge serve`: the last hour's ingest and
 //! sync per minute, the queues (depth, oldest age, dead letters by reason), the last event
-//! applied per CRM, the last reconcile, and the unmapped dispositions with a `[dispositions]`
-//! snippet to paste. Readable only with a status token or from this machine (see [`access`]).
+//! applied per CRM, the last reconcile, the unmapped dispositions with a `[dispositions]`
+//! snippet to paste, and what the watchdogs see (see [`crate::watchdog`]). Readable only with a status token or from this machine (see [`access`]).
 
 pub mod access;
 pub mod activity;
