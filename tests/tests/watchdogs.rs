@@ -279,3 +279,49 @@ async fn unmapped_dispositions_are_digested_once_per_interval_with_the_snippet_t
     assert!(!disk.full && disk.used_percent.is_some(), "{disk:?}");
     assert!(logged("WARN", &["disk watchdog"]).is_empty());
 }
+
+/// What the Lambdas write as EMF for one miss: per campaign and list for the dashboard, and
+/// without dimensions for the BridgeIdAlarm's metric math.
+#[test]
+fn a_miss_is_counted_by_campaign_and_list_and_without_dimensions_for_the_alarm() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use vicibridge_core::plan::SyncPlan;
+    use vicibridge_runtime::metrics as m;
+
+    let cfg = crm_config("dry-run", "", "");
+    let SyncPlan::Call(call) = vicibridge_tests::call_urls::plan_of(
+        &cfg,
+        CallUrl::Dispo,
+        &dispo_query(1, "LEGACY-1", "SPRING", "4004", "NI"),
+        "LEGACY-1",
+    ) else {
+        panic!("a dispo is a call plan")
+    };
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        vicibridge_core::bridge_id::record_lookup(&call, false);
+        vicibridge_core::bridge_id::record_lookup(&call, true);
+    });
+    let mut counts: Vec<(String, Vec<String>, u64)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let labels = key.key().labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+            let DebugValue::Counter(n) = value else { panic!("a counter") };
+            (key.key().name().to_owned(), labels, n)
+        })
+        .collect();
+    counts.sort();
+    let at = || vec!["campaign=SPRING".to_owned(), "list=4004".to_owned()];
+    assert_eq!(
+        counts,
+        vec![
+            (m::BRIDGE_ID_LOOKUPS.to_owned(), at(), 2),
+            (m::BRIDGE_ID_LOOKUPS_TOTAL.to_owned(), vec![], 2),
+            (m::BRIDGE_ID_NOT_FOUND.to_owned(), at(), 1),
+            (m::BRIDGE_ID_NOT_FOUND_TOTAL.to_owned(), vec![], 1),
+        ]
+    );
+}
