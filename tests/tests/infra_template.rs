@@ -35,6 +35,7 @@ const EMITTED: &[&str] = &[
     m::CLICK_TO_CALL,
     m::RECONCILE_MISSING,
     m::RECONCILE_REPLAYED,
+    m::CALLS_WITHOUT_DISPOSITION,
 ];
 
 fn template() -> Yaml {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use lambda_runtime::{LambdaEvent, service_fn};
 use tokio::time::Instant;
-use tracing::info;
+use tracing::{info, warn};
 use vicibridge_core::config::Config;
 use vicibridge_core::ports::SecretStore;
 use vicibridge_runtime::Ingest;
@@ -85,6 +85,9 @@ pub struct ReconcileFunction {
     checkpoint: Arc<dyn Checkpoint>,
     /// `[reconcile] lookback_hours`; `None`: no `[reconcile]`, the function does nothing.
     lookback: Option<chrono::Duration>,
+    /// The disposition watchdog: `[watchdogs] calls_without_disposition_after_minutes` and the
+    /// slice of starts each run counts (the run interval, at least an hour); `None`: off.
+    watch: Option<(chrono::Duration, chrono::Duration)>,
 }
 
 impl std::fmt::Debug for ReconcileFunction {
@@ -109,6 +112,11 @@ impl ReconcileFunction {
             reconciler: Reconciler::new(client, ingest, config.vicidial.server_time_zone, None),
             checkpoint,
             lookback: config.reconcile.as_ref().map(|r| chrono::Duration::hours(i64::from(r.lookback_hours))),
+            watch: config.watchdogs.calls_without_disposition_after().zip(config.reconcile.as_ref()).map(
+                |(after, r)| {
+                    (after, chrono::Duration::minutes(i64::from(r.interval_minutes)).max(chrono::Duration::hours(1)))
+                },
+            ),
         })
     }
 
@@ -124,7 +132,21 @@ impl ReconcileFunction {
         if let Err(e) = &result {
             report_failure(e);
         }
-        result
+        let mut report = result?;
+        if let Some((after, slice)) = self.watch {
+            // Up to two days' downloads.
+            if Instant::now() + 2 * REPORT_TIMEOUT >= stop_by {
+                warn!("disposition watchdog: no time left in this run; the next run looks");
+            } else {
+                match self.reconciler.watch_dispositions(after, slice, Utc::now()).await {
+                    Ok(found) => report.calls_without_disposition = found,
+                    Err(e) => {
+                        warn!(error = %e, "disposition watchdog: cannot read VICIdial's URL log; the next run looks again")
+                    }
+                }
+            }
+        }
+        Ok(report)
     }
 }
 

@@ -18,6 +18,7 @@ pub mod ports;
 pub mod screen_pop;
 pub mod secrets;
 pub mod sync_error;
+pub mod watchdog;
 
 pub use envelope::{Envelope, IdempotencyKey};
 pub use event::{Event, EventKind, LeadId};

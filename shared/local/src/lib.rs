@@ -2,6 +2,7 @@
 
 pub mod click_to_call;
 pub mod data_dir_lock;
+pub mod disposition_watch;
 pub mod http_server;
 pub mod queue;
 pub mod queue_status;

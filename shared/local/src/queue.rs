@@ -49,6 +49,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{Notify, oneshot};
 use vicibridge_core::ports::{OutgoingMessage, Queue, QueueError};
+use vicibridge_core::watchdog::dispositions::{CallNote, CallNoteKind};
 
 /// SQS's default visibility timeout.
 pub const DEFAULT_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -87,7 +88,7 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(50);
 const WAL_SIZE_LIMIT_BYTES: i64 = (INLINE_CHECKPOINT_PAGES as i64 + 4096) * (4096 + 24) + 32;
 
 /// `PRAGMA user_version` of the schema below plus the migrations after it.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// `seq` is the rowid; receipts also carry `message_id` because SQLite may reuse the rowid of
 /// a deleted last row, and a stale receipt must never match a newer message.
@@ -140,6 +141,22 @@ CREATE TABLE IF NOT EXISTS unmapped_statuses (
 );
 CREATE INDEX IF NOT EXISTS unmapped_by_time ON unmapped_statuses (seen_at_ms);
 PRAGMA user_version = 3;
+COMMIT;
+";
+
+/// Version 4: the calls started and dispositioned per campaign, for the disposition watchdog
+/// (`crate::watchdog`); a restart rebuilds the watch from them. Kept two days.
+const MIGRATE_4: &str = "
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS call_notes (
+    campaign TEXT    NOT NULL,
+    call     TEXT    NOT NULL,
+    kind     TEXT    NOT NULL,
+    at_ms    INTEGER NOT NULL,
+    PRIMARY KEY (campaign, call, kind)
+);
+CREATE INDEX IF NOT EXISTS call_notes_by_time ON call_notes (at_ms);
+PRAGMA user_version = 4;
 COMMIT;
 ";
 
@@ -638,6 +655,45 @@ impl SqliteQueue {
         .await
     }
 
+    /// Remembers a call start or disposition for the disposition watchdog (the earliest time,
+    /// if VICIdial sent it twice).
+    pub async fn note_call(&self, note: &CallNote) -> Result<(), LocalQueueError> {
+        let (campaign, call, kind, at) =
+            (note.campaign.clone(), note.call.clone(), note.kind.as_str(), note.at.timestamp_millis());
+        self.call(Kind::Other, move |conn, _| {
+            conn.prepare_cached(
+                "INSERT INTO call_notes (campaign, call, kind, at_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (campaign, call, kind) DO UPDATE SET at_ms = min(at_ms, excluded.at_ms)",
+            )?
+            .execute(params![campaign, call, kind, at])
+            .map(drop)
+        })
+        .await
+    }
+
+    /// The call notes at or after `since`, oldest first; forgets the older ones.
+    pub async fn call_notes_since(&self, since: DateTime<Utc>) -> Result<Vec<CallNote>, LocalQueueError> {
+        let cutoff = since.timestamp_millis();
+        self.call(Kind::Other, move |conn, _| {
+            conn.prepare_cached("DELETE FROM call_notes WHERE at_ms < ?1")?.execute([cutoff])?;
+            let mut statement = conn.prepare_cached(
+                "SELECT campaign, call, kind, at_ms FROM call_notes WHERE at_ms >= ?1 ORDER BY at_ms",
+            )?;
+            let rows = statement.query_map([cutoff], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get(3)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (campaign, call, kind, at_ms) = row?;
+                if let Some(kind) = CallNoteKind::parse(&kind) {
+                    out.push(CallNote { campaign, call, kind, at: timestamp(at_ms) });
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Runs `work` on the writer thread inside the next group transaction and returns its
     /// result once that transaction has committed.
     async fn call<T, F>(&self, kind: Kind, work: F) -> Result<T, LocalQueueError>
@@ -697,7 +753,7 @@ fn open_connection(path: &Path, synchronous: Synchronous) -> Result<Connection, 
     if version < 1 {
         conn.execute_batch(SCHEMA).map_err(open_error)?;
     }
-    for (to, migration) in [(2, MIGRATE_2), (3, MIGRATE_3)] {
+    for (to, migration) in [(2, MIGRATE_2), (3, MIGRATE_3), (4, MIGRATE_4)] {
         if version < to
             && let Err(e) = conn.execute_batch(migration)
         {

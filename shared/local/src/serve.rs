@@ -30,6 +30,7 @@ use vicibridge_runtime::{
 use vicibridge_vicidial::CallUrl;
 use vicibridge_vicidial::non_agent_api::NonAgentApiError;
 
+use crate::disposition_watch::LocalDispositionWatch;
 use crate::queue::{LocalQueueError, QueueOptions, Settle, SqliteQueue, Synchronous};
 use crate::status::activity::Activity;
 use crate::status::{LastReconcile, StatusSource};
@@ -214,7 +215,12 @@ pub async fn serve_with_activity(
         }
     };
     let click_to_call = build_click_to_call(&config, secrets.clone())?.map(Arc::new);
-    let ingest = Arc::new(Ingest::new(crm_events.clone(), secrets.clone()).with_budget(VICIDIAL_INGEST.from_env()?));
+    let disposition_watch = LocalDispositionWatch::open(&config, crm_events.clone()).await?;
+    let mut ingest = Ingest::new(crm_events.clone(), secrets.clone()).with_budget(VICIDIAL_INGEST.from_env()?);
+    if let Some(watch) = &disposition_watch {
+        ingest = ingest.with_call_observer(watch.clone());
+    }
+    let ingest = Arc::new(ingest);
     let reconcile = match &config.reconcile {
         Some(_) => Some(
             crate::reconcile::reconciler(&config, &data_dir, secrets.clone(), ingest.clone())
@@ -225,14 +231,17 @@ pub async fn serve_with_activity(
     let last_reconcile = reconcile.as_ref().map(|_| LastReconcile::default());
     let watchdogs =
         Arc::new(crate::watchdog::Watchdogs::new(&config, &data_dir, activity.clone(), crm_events.clone(), Utc::now()));
-    let status = crate::status::routes(StatusSource::new(
-        &config,
-        activity,
-        (crm_events.clone(), lead_injections.clone()),
-        secrets.clone(),
-        last_reconcile.clone(),
-        watchdogs.clone(),
-    ));
+    let status = crate::status::routes(
+        StatusSource::new(
+            &config,
+            activity,
+            (crm_events.clone(), lead_injections.clone()),
+            secrets.clone(),
+            last_reconcile.clone(),
+            watchdogs.clone(),
+        )
+        .with_disposition_watch(disposition_watch.clone()),
+    );
     let handlers = Handlers {
         screen_pop,
         ingest,
@@ -257,6 +266,9 @@ pub async fn serve_with_activity(
     tokio::spawn(crate::watchdog::run(watchdogs, stop_rx.clone()));
     if let (Some(reconciler), Some(schedule), Some(last)) = (reconcile, config.reconcile.clone(), last_reconcile) {
         tokio::spawn(crate::reconcile::run_schedule(reconciler, schedule, last, stop_rx.clone()));
+    }
+    if let Some(watch) = disposition_watch {
+        tokio::spawn(watch.run(config.watchdogs.check_interval(), stop_rx.clone()));
     }
     // The workers get a thread and runtime of their own: a batch is CPU work done in one go,
     // and on the HTTP runtime it would hold up the requests queued behind it, while VICIdial

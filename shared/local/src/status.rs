@@ -24,6 +24,7 @@ use vicibridge_core::disposition::{DispositionMap, config_snippet};
 use vicibridge_core::ports::SecretStore;
 use vicibridge_runtime::reconcile::ReconcileReport;
 
+use crate::disposition_watch::{DispositionWatchStatus, LocalDispositionWatch};
 use crate::queue::SqliteQueue;
 use crate::queue_status::{ServeQueuesStatus, serve_queues_status};
 use crate::watchdog::{WatchdogReport, Watchdogs};
@@ -74,6 +75,9 @@ pub struct StatusReport {
     pub dispositions_snippet: String,
     /// What the watchdogs see now: bridge id alerts, the data directory's disk.
     pub watchdogs: WatchdogReport,
+    /// Campaigns whose calls get no disposition, or that went silent; `None`: the watchdog is
+    /// off (`[watchdogs] calls_without_disposition_after_minutes = 0`).
+    pub disposition_watch: Option<DispositionWatchStatus>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -98,6 +102,8 @@ pub struct StatusSource {
     /// `None`: `[reconcile]` is not configured.
     pub reconcile: Option<LastReconcile>,
     pub watchdogs: Arc<Watchdogs>,
+    /// `None`: the disposition watchdog is off.
+    pub disposition_watch: Option<Arc<LocalDispositionWatch>>,
 }
 
 impl std::fmt::Debug for StatusSource {
@@ -125,7 +131,14 @@ impl StatusSource {
             map: Arc::new(config.disposition_map()),
             reconcile,
             watchdogs,
+            disposition_watch: None,
         }
+    }
+
+    /// Also show the disposition watchdog.
+    pub fn with_disposition_watch(mut self, watch: Option<Arc<LocalDispositionWatch>>) -> Self {
+        self.disposition_watch = watch;
+        self
     }
 
     pub async fn report(&self) -> Result<StatusReport, crate::queue::LocalQueueError> {
@@ -140,6 +153,7 @@ impl StatusSource {
             queues,
             reconcile: self.reconcile.as_ref().map(|r| r.get().map_or(ReconcileState::NotRunYet, ReconcileState::Last)),
             watchdogs: self.watchdogs.check(now),
+            disposition_watch: self.disposition_watch.as_ref().map(|w| w.status(now)),
         })
     }
 }

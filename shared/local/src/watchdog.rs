@@ -14,7 +14,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -27,9 +26,6 @@ use vicibridge_core::disposition::{DispositionMap, config_snippet};
 
 use crate::queue::SqliteQueue;
 use crate::status::activity::Activity;
-
-/// How often `serve` runs the watchdogs (`/status` also runs them when it is read).
-pub const CHECK_EVERY: Duration = Duration::from_secs(30);
 
 /// The filesystem of the data directory.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -239,14 +235,14 @@ pub fn used_percent(path: &Path) -> std::io::Result<f64> {
     Ok(used as f64 * 100.0 / usable as f64)
 }
 
-/// Runs the watchdogs every [`CHECK_EVERY`] until `stop`.
+/// Runs the watchdogs every `[watchdogs] check_interval_secs` until `stop`.
 pub async fn run(watchdogs: Arc<Watchdogs>, mut stop: watch::Receiver<bool>) {
     loop {
         let now = Utc::now();
         watchdogs.check(now);
         watchdogs.digest(now).await;
         tokio::select! {
-            _ = tokio::time::sleep(CHECK_EVERY) => {}
+            _ = tokio::time::sleep(watchdogs.cfg.check_interval()) => {}
             _ = stop.changed() => return,
         }
         if *stop.borrow() {

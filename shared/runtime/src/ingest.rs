@@ -12,6 +12,7 @@ use tokio::sync::Mutex;
 use tracing::{info, warn};
 use vicibridge_core::auth::token_matches;
 use vicibridge_core::ports::{OutgoingMessage, Queue, SecretStore};
+use vicibridge_core::watchdog::dispositions::CallNote;
 use vicibridge_core::{Envelope, EventKind};
 use vicibridge_vicidial::call_url::RequestError;
 use vicibridge_vicidial::query::MAX_QUERY_BYTES;
@@ -38,11 +39,18 @@ impl IngestResponse {
     }
 }
 
+/// Told of every call start and disposition that was queued (`serve`'s disposition
+/// watchdog). Called on the request's path: it must not wait.
+pub trait CallObserver: Send + Sync {
+    fn observe(&self, note: CallNote);
+}
+
 pub struct Ingest {
     queue: Arc<dyn Queue>,
     secrets: Arc<dyn SecretStore>,
     last_refresh: Mutex<Option<Instant>>,
     budget: Duration,
+    calls: Option<Arc<dyn CallObserver>>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -53,7 +61,21 @@ impl std::fmt::Debug for Ingest {
 
 impl Ingest {
     pub fn new(queue: Arc<dyn Queue>, secrets: Arc<dyn SecretStore>) -> Self {
-        Ingest { queue, secrets, last_refresh: Mutex::new(None), budget: VICIDIAL_INGEST.default }
+        Ingest { queue, secrets, last_refresh: Mutex::new(None), budget: VICIDIAL_INGEST.default, calls: None }
+    }
+
+    /// Also tell `observer` of each call start and disposition queued (replays included).
+    pub fn with_call_observer(mut self, observer: Arc<dyn CallObserver>) -> Self {
+        self.calls = Some(observer);
+        self
+    }
+
+    fn observe(&self, envelope: &Envelope) {
+        if let Some(observer) = &self.calls
+            && let Some(note) = CallNote::from_event(&envelope.event, envelope.received_at)
+        {
+            observer.observe(note);
+        }
     }
 
     /// The most a request may take (secret read and every queue attempt together) before it
@@ -101,6 +123,7 @@ impl Ingest {
                 let lead = envelope.event.lead_id().map_or_else(String::new, |l| l.to_string());
                 metrics::counter!(m::INGEST_ACCEPTED, "kind" => kind.as_str()).increment(1);
                 info!(kind = %kind, key = %envelope.key, lead_id = %lead, "queued");
+                self.observe(&envelope);
                 IngestResponse::new(200, receipt(kind, &lead))
             }
             Err(e) => {
@@ -135,6 +158,7 @@ impl Ingest {
                 let lead = envelope.event.lead_id().map_or_else(String::new, |l| l.to_string());
                 metrics::counter!(m::INGEST_ACCEPTED, "kind" => kind.as_str()).increment(1);
                 info!(kind = %kind, key = %envelope.key, lead_id = %lead, replayed = true, "queued: replayed from VICIdial's URL log");
+                self.observe(&envelope);
                 Replay::Queued { key: message.key }
             }
             Err(e) => Replay::QueueUnavailable(e.to_string()),

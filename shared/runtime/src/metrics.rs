@@ -44,3 +44,7 @@ pub const CLICK_TO_CALL: &str = "ClickToCall";
 pub const RECONCILE_MISSING: &str = "ReconcileMissing";
 /// Of those, the ones reconcile queued again.
 pub const RECONCILE_REPLAYED: &str = "ReconcileReplayed";
+/// The disposition watchdog (reconcile Lambda): calls of a campaign that started `[watchdogs]
+/// calls_without_disposition_after_minutes` or more ago with no disposition since, by
+/// `campaign`; without a campaign, the largest of them (the CallsWithoutDispositionAlarm).
+pub const CALLS_WITHOUT_DISPOSITION: &str = "CallsWithoutDisposition";

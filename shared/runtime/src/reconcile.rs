@@ -8,6 +8,7 @@
 //! The logged URLs carry the ingest token: rows are never logged whole, only by uniqueid,
 //! date and type.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,8 +18,9 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 use vicibridge_core::config::Tz;
-use vicibridge_vicidial::CallUrl;
+use vicibridge_core::watchdog::dispositions::{CallNote, DispositionWatch};
 use vicibridge_vicidial::url_log::{DayWindow, LoggedAnswer, UrlLogClient, UrlLogError, UrlLogRow, UrlType};
+use vicibridge_vicidial::{CallUrl, VicidialQuery, to_event};
 
 use crate::breaker::Integration;
 use crate::ingest::{Ingest, Replay, is_receipt};
@@ -41,9 +43,9 @@ pub enum Decision<'a> {
     Missing { url: CallUrl, query: &'a str },
 }
 
-/// The decision for one row; `now` is the dialer's local time.
-pub fn decide(row: &UrlLogRow, now: NaiveDateTime) -> Decision<'_> {
-    let (base, query) = row.url.split_once('?').unwrap_or((&row.url, ""));
+/// Which of vicibridge's routes a logged URL is for, with its query; `None`: another system's.
+fn our_route(logged: &str) -> Option<(CallUrl, &str)> {
+    let (base, query) = logged.split_once('?').unwrap_or((logged, ""));
     let path = base.split_once("://").map_or(base, |(_, rest)| rest.find('/').map_or("", |i| &rest[i..]));
     let url = if path.ends_with("/vicidial/dispo") {
         CallUrl::Dispo
@@ -52,6 +54,14 @@ pub fn decide(row: &UrlLogRow, now: NaiveDateTime) -> Decision<'_> {
     } else if path.ends_with("/vicidial/new-lead") {
         CallUrl::NewLead
     } else {
+        return None;
+    };
+    Some((url, query))
+}
+
+/// The decision for one row; `now` is the dialer's local time.
+pub fn decide(row: &UrlLogRow, now: NaiveDateTime) -> Decision<'_> {
+    let Some((url, query)) = our_route(&row.url) else {
         return Decision::NotOurs;
     };
     match row.answer() {
@@ -119,6 +129,10 @@ pub struct ReconcileReport {
     /// Set when the run did not finish its window (its deadline came, or a row could not be
     /// queued): the time of the first row it left, where the next run must start.
     pub resume_at: Option<DateTime<Utc>>,
+    /// The disposition watchdog of the reconcile Lambda ([`Reconciler::watch_dispositions`]):
+    /// campaigns with calls without a disposition, and how many.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub calls_without_disposition: BTreeMap<String, u64>,
 }
 
 impl ReconcileReport {
@@ -292,6 +306,51 @@ impl Reconciler {
             checkpoint.save(reached).await.map_err(ReconcileError::Checkpoint)?;
         }
         Ok(report)
+    }
+
+    /// The disposition watchdog where nothing stays between runs (the reconcile Lambda): reads
+    /// the Start and Dispo Call URLs VICIdial logged from `after + slice` before `now` until
+    /// `now`, and counts per campaign the calls whose Start Call URL was logged in the first
+    /// `slice` of it (so `after` or more ago) with no Dispo Call URL for them, nor for any later
+    /// call of the campaign, since ([`DispositionWatch`]). A URL counts as sent whatever its
+    /// answer: the question is whether the campaign sends dispositions at all, not whether they
+    /// arrived (that is [`Reconciler::run`]'s). Emits [`m::CALLS_WITHOUT_DISPOSITION`] per
+    /// campaign that has some, and its largest value without a campaign, and logs a warning
+    /// per such campaign.
+    pub async fn watch_dispositions(
+        &self,
+        after: chrono::Duration,
+        slice: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<BTreeMap<String, u64>, ReconcileError> {
+        let local = |t: DateTime<Utc>| t.with_timezone(&self.server_tz).naive_local();
+        let mut watch = DispositionWatch::new(after, self.server_tz);
+        for window in DayWindow::covering(local(now - after - slice), local(now)) {
+            let day = self.client.fetch(window, &[UrlType::Start, UrlType::Dispo]).await?;
+            for row in &day.rows {
+                let Some((url, query)) = our_route(&row.url) else { continue };
+                if let Ok(event) = to_event(url, &VicidialQuery::parse(query))
+                    && let Some(note) = CallNote::from_event(&event, self.utc(row.url_date))
+                {
+                    watch.note(&note);
+                }
+            }
+        }
+        let mut found = BTreeMap::new();
+        for c in watch.campaigns(now).into_iter().filter(|c| c.calls_without_disposition > 0) {
+            let n = c.calls_without_disposition;
+            warn!(
+                campaign = %c.campaign,
+                calls_without_disposition = n,
+                oldest_call_started_at = %c.oldest_call_started_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                after_minutes = after.num_minutes(),
+                "calls without a disposition: calls of this campaign started and got no disposition; check the campaign's Dispo Call URL in VICIdial"
+            );
+            metrics::histogram!(m::CALLS_WITHOUT_DISPOSITION, "campaign" => c.campaign.clone()).record(n as f64);
+            found.insert(c.campaign, n);
+        }
+        metrics::histogram!(m::CALLS_WITHOUT_DISPOSITION).record(found.values().copied().max().unwrap_or(0) as f64);
+        Ok(found)
     }
 
     /// A dialer-local time as UTC (the earlier one in a DST fold).

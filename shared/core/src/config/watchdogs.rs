@@ -22,6 +22,12 @@ pub struct WatchdogsConfig {
     /// `serve` only: minutes between two digests of the unmapped dispositions seen since the
     /// last one (one log line with the `[dispositions]` tables to paste); 0: no digest.
     pub unmapped_digest_minutes: u32,
+    /// A call that started (Start Call URL) and has no disposition this many minutes later
+    /// counts as a call without a disposition (its campaign may have lost its Dispo Call URL;
+    /// [`crate::watchdog::dispositions`]); 0: off. On AWS the reconcile function counts them.
+    pub calls_without_disposition_after_minutes: u32,
+    /// `serve` only: seconds between two runs of the watchdogs (each change is logged once).
+    pub check_interval_secs: u32,
 }
 
 impl Default for WatchdogsConfig {
@@ -31,6 +37,8 @@ impl Default for WatchdogsConfig {
             bridge_id_min_events: 20,
             disk_percent: 90,
             unmapped_digest_minutes: 60,
+            calls_without_disposition_after_minutes: 120,
+            check_interval_secs: 30,
         }
     }
 }
@@ -56,6 +64,25 @@ impl WatchdogsConfig {
         if self.unmapped_digest_minutes > 7 * 24 * 60 {
             error("unmapped_digest_minutes", "must be between 0 (no digest) and 10080 (a week)");
         }
+        if self.calls_without_disposition_after_minutes > 24 * 60 {
+            error("calls_without_disposition_after_minutes", "must be between 1 and 1440 minutes, or 0 for off");
+        }
+        if !(1..=3600).contains(&self.check_interval_secs) {
+            error("check_interval_secs", "must be between 1 and 3600 seconds");
+        }
+    }
+
+    /// `None`: the disposition watchdog is off.
+    pub fn calls_without_disposition_after(&self) -> Option<chrono::Duration> {
+        match self.calls_without_disposition_after_minutes {
+            0 => None,
+            m => Some(chrono::Duration::minutes(i64::from(m))),
+        }
+    }
+
+    /// How often `serve` runs the watchdogs.
+    pub fn check_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.check_interval_secs))
     }
 
     /// Whether `not_found` of `lookups` is a broken bridge id: at least `bridge_id_min_events`
@@ -87,6 +114,7 @@ mod tests {
         assert!(!w.bridge_id_broken(20, 4), "20 % is not above 20 %");
         assert!(w.bridge_id_broken(20, 5));
         assert!(w.bridge_id_broken(1000, 201));
+        assert_eq!(w.calls_without_disposition_after(), Some(chrono::Duration::hours(2)));
         assert!(!w.disk_full(90.0));
         assert!(w.disk_full(90.5));
         let never =
@@ -102,6 +130,8 @@ mod tests {
             ("bridge_id_min_events = 0", "watchdogs.bridge_id_min_events"),
             ("disk_percent = 0", "watchdogs.disk_percent"),
             ("unmapped_digest_minutes = 20000", "watchdogs.unmapped_digest_minutes"),
+            ("calls_without_disposition_after_minutes = 2000", "watchdogs.calls_without_disposition_after_minutes"),
+            ("check_interval_secs = 0", "watchdogs.check_interval_secs"),
         ] {
             let e = Config::from_toml(&format!("{MINIMAL}[watchdogs]\n{line}\n")).unwrap_err().to_string();
             assert!(e.contains(key), "{line}: {e}");

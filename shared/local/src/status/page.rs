@@ -89,6 +89,9 @@ pub fn render(r: &StatusReport) -> String {
                 h2 { "Last reconcile" }
                 (reconcile(r))
 
+                h2 { "Dispositions by campaign" }
+                (disposition_watch(r))
+
                 h2 { "Unmapped dispositions" }
                 @if r.queues.unmapped_statuses.is_empty() {
                     p.ok { "Every status seen is mapped." }
@@ -167,6 +170,49 @@ fn reconcile(r: &StatusReport) -> Markup {
             }
         }
     }
+}
+
+fn disposition_watch(r: &StatusReport) -> Markup {
+    let Some(w) = &r.disposition_watch else {
+        return html! { p { "Watchdog off (" code { "[watchdogs] calls_without_disposition_after_minutes = 0" } ")." } };
+    };
+    let alerting = w.campaigns.iter().any(|c| c.calls_without_disposition > 0 || c.is_silent());
+    html! {
+        @if w.campaigns.is_empty() {
+            p { "No call started or dispositioned in the last two days." }
+        } @else {
+            table {
+                tr {
+                    th { "campaign" }
+                    th { "calls without a disposition after " (w.after_minutes) " min" }
+                    th { "oldest started" }
+                    th { "last disposition" }
+                    th { "silent today" }
+                }
+                @for c in &w.campaigns {
+                    tr {
+                        td { (c.campaign) }
+                        td.n.warn[c.calls_without_disposition > 0] { (c.calls_without_disposition) }
+                        td { @if let Some(t) = c.oldest_call_started_at { (time(t)) } }
+                        td { @match c.last_disposition_at { Some(t) => (time(t)), None => "none in two days" } }
+                        td.warn[c.is_silent()] {
+                            @if c.is_silent() {
+                                "none today; others sent some at " (hours(&c.silent_hours)) " (dialer time), this one did yesterday"
+                            }
+                        }
+                    }
+                }
+            }
+            @if alerting {
+                p.warn { "A campaign whose calls get no disposition has most likely lost its Dispo Call URL (a cloned campaign): check it in VICIdial, Admin → Campaigns → the campaign → Dispo Call URL." }
+            }
+        }
+    }
+}
+
+/// `9:00, 10:00`.
+fn hours(hours: &[u32]) -> String {
+    hours.iter().map(|h| format!("{h}:00")).collect::<Vec<_>>().join(", ")
 }
 
 fn time(at: DateTime<Utc>) -> String {
