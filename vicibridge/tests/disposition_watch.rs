@@ -24,7 +24,7 @@ fn config(dir: &Path, tz: &str) -> std::path::PathBuf {
         .replace("check_interval_secs = 30\n", "check_interval_secs = 1\n")
         .replace("server_time_zone = \"America/New_York\"", &format!("server_time_zone = \"{tz}\""));
     assert!(
-        changed.contains("check_interval_secs = 1 ") && changed.contains(&format!("\"{tz}\"")),
+        changed.contains("check_interval_secs = 1\n") && changed.contains(&format!("\"{tz}\"")),
         "the example config changed shape; update this test"
     );
     std::fs::write(&path, changed).unwrap();
