@@ -85,6 +85,9 @@ pub struct SimState {
     pub custom_outcomes: Vec<(String, String)>,
     /// When each call was created, by call key (for the sync-lag benchmark).
     pub call_created: HashMap<String, Instant>,
+    /// (object type, property) a workflow sets back at once: updates answer 200 and leave the
+    /// value as it was.
+    pub reverted: BTreeSet<(String, String)>,
     correlation: u64,
 }
 
@@ -275,7 +278,8 @@ impl SimState {
                 "hs_timestamp" | "hs_call_duration" => {
                     s.parse::<i64>().is_err() && chrono::DateTime::parse_from_rfc3339(&s).is_err()
                 }
-                _ if ty == "bool" => !["true", "false"].contains(&s.as_str()),
+                // An empty string clears a property of any type.
+                _ if ty == "bool" => !["true", "false", ""].contains(&s.as_str()),
                 _ => false,
             };
             if bad {
@@ -344,6 +348,10 @@ impl SimState {
         };
         let entry = self.objects.entry(object.to_owned()).or_default().entry(id.clone()).or_default();
         for (k, v) in props {
+            // A workflow that sets the property back at once: accepted, never changed.
+            if !new && self.reverted.contains(&(object.to_owned(), k.clone())) {
+                continue;
+            }
             entry.insert(k.clone(), json!(value_str(v)));
         }
         if let Some((prop, value)) = key {
@@ -429,6 +437,24 @@ impl SimState {
             let v = value_str(&i["id"]);
             (s.find_by(object, &prop, &v), Some((prop, v)))
         })
+    }
+
+    /// `batch/archive`: 204 whether or not the ids exist (HubSpot's answer); the records and
+    /// their associations go.
+    fn batch_archive(&mut self, object: &str, body: &Value) -> Answer {
+        let inputs = body["inputs"].as_array().cloned().unwrap_or_default();
+        if let Some(a) = self.too_many(&inputs) {
+            return a;
+        }
+        for i in &inputs {
+            let id = value_str(&i["id"]);
+            if let Some(objs) = self.objects.get_mut(object) {
+                objs.remove(&id);
+            }
+            self.associations
+                .retain(|(fo, fi, to, ti, _)| !((fo == object && *fi == id) || (to == object && *ti == id)));
+        }
+        answer(204, Value::Null)
     }
 
     fn batch_update(&mut self, object: &str, body: &Value) -> Answer {
@@ -822,7 +848,8 @@ async fn handle(State(shared): State<Shared>, method: Method, uri: Uri, headers:
         body: json_body,
         authorization: auth,
     });
-    let mut resp = (StatusCode::from_u16(a.status).unwrap(), a.body.to_string()).into_response();
+    let text = if a.status == 204 { String::new() } else { a.body.to_string() };
+    let mut resp = (StatusCode::from_u16(a.status).unwrap(), text).into_response();
     resp.headers_mut().insert("content-type", "application/json;charset=utf-8".parse().unwrap());
     for (k, v) in a.headers {
         resp.headers_mut().insert(k, v.parse().unwrap());
@@ -912,6 +939,7 @@ fn dispatch(s: &mut SimState, p: &Prefixes, method: &Method, path: &str, body: &
             ("POST", ["batch", "read"]) => s.batch_read(object, body),
             ("POST", ["batch", "upsert"]) => s.batch_upsert(object, body),
             ("POST", ["batch", "update"]) => s.batch_update(object, body),
+            ("POST", ["batch", "archive"]) => s.batch_archive(object, body),
             _ => answer(404, json!({"status": "error", "message": "resource not found"})),
         };
     }

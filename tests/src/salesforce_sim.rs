@@ -419,6 +419,19 @@ fn dispatch(s: &mut SimState, method: &str, path: &str, query: &str, body: Value
                 Err(e) => (400, json!([e])),
             }
         }
+        // sObject Collections delete: `?ids=a,b&allOrNone=false`, one result per id.
+        ("DELETE", ["composite", "sobjects"]) => {
+            let ids = form(query).get("ids").cloned().unwrap_or_default();
+            let results: Vec<Value> = ids
+                .split(',')
+                .filter(|i| !i.is_empty())
+                .map(|id| match s.records.remove(id) {
+                    Some(_) => json!({ "id": id, "success": true, "errors": [] }),
+                    None => json!({ "id": id, "success": false, "errors": [record_error("ENTITY_IS_DELETED", "entity is deleted", &[])] }),
+                })
+                .collect();
+            (200, Value::Array(results))
+        }
         ("GET", ["sobjects", object, "describe"]) => (200, describe(object)),
         ("GET", ["limits"]) => (
             200,
@@ -772,7 +785,7 @@ fn soql(s: &SimState, q: &str) -> (u16, Value) {
                 f.get(field).and_then(Value::as_str).is_some_and(|v| keys.contains(v))
             })
         }
-        "Lead" | "Contact" if where_.starts_with("Id IN") => {
+        "Lead" | "Contact" | "Opportunity" if where_.starts_with("Id IN") => {
             let ids: BTreeSet<&str> = lists.iter().flatten().map(String::as_str).collect();
             select_by_id(s, object, &fields, &ids)
         }

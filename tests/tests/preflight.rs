@@ -91,7 +91,7 @@ fn failed(report: &Report) -> Vec<&str> {
 }
 
 fn test_lead() -> Options {
-    Options { test_lead_phone: Some("7275550142".into()), keep: false }
+    Options { test_lead_phone: Some("7275550142".into()), ..Options::default() }
 }
 
 /// add_lead requests that reached the simulator (not the probes, which name no real list).
@@ -128,11 +128,60 @@ const VICIDIAL_LINES: [&str; 6] = [
     "vicidial.function.external_dial",
 ];
 
+/// A HubSpot contact with an open deal: the operator's test record.
+fn hubspot_record(hs: &HubspotSim) -> (String, String) {
+    let contact = hs.add_contact(json!({"firstname": "Pat", "lastname": "Preflight", "hs_lead_status": "NEW"}));
+    let deal = hs.add_deal(json!({"dealname": "Preflight deal", "dealstage": "presentationscheduled"}));
+    hs.associate("deals", &deal, "contacts", &contact, 3);
+    (contact, deal)
+}
+
+fn prop(hs: &HubspotSim, object: &str, id: &str, name: &str) -> String {
+    hs.objects(object)[id].get(name).and_then(serde_json::Value::as_str).unwrap_or("").to_owned()
+}
+
+/// A Salesforce Contact with its Account's open Opportunity, and a Lead.
+fn salesforce_records(sf: &SalesforceSim) -> (String, String, String) {
+    let account = sf.insert("Account", json!({"Name": "Acme"}));
+    let contact = sf.insert("Contact", json!({"LastName": "Preflight", "AccountId": account, "DoNotCall": false}));
+    let opp = sf.insert(
+        "Opportunity",
+        json!({"Name": "Preflight deal", "StageName": "Prospecting", "AccountId": account, "CloseDate": "2026-12-31"}),
+    );
+    let lead = sf.insert(
+        "Lead",
+        json!({"LastName": "Preflight", "Company": "Acme", "Status": "Open - Not Contacted", "DoNotCall": false}),
+    );
+    (contact, opp, lead)
+}
+
+fn with_contact(id: &str) -> Options {
+    Options { test_contact: Some(id.to_owned()), ..test_lead() }
+}
+
+/// The secret with screen_pop_tokens: the screen pop is on.
+fn pop_secrets(api_user: &str, api_pass: &str) -> Arc<dyn SecretStore> {
+    let doc = json!({
+        "ingest_tokens": ["ingest-1"],
+        "screen_pop_tokens": ["pop-1"],
+        "vicidial": {"api_user": api_user, "api_pass": api_pass},
+        "hubspot": {"access_token": HUBSPOT_TOKEN},
+        "salesforce": {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "refresh_token": REFRESH_TOKEN},
+    });
+    Arc::new(FileSecrets::from_json(&doc.to_string()).unwrap())
+}
+
+/// The status lines of a run, by status.
+fn status_lines(report: &Report) -> Vec<(&str, Status)> {
+    report.checks.iter().filter_map(|c| Some((c.id.strip_prefix("sync.status.")?, c.status))).collect()
+}
+
 #[tokio::test]
 async fn a_correct_hubspot_installation_passes_every_line() {
     let (vici, hs) = (vicidial().await, HubspotSim::start(HUBSPOT_TOKEN).await);
+    let (contact, deal) = hubspot_record(&hs);
     let config = hubspot_config(&vici.base_url, &hs, HUBSPOT_MAPPING);
-    let report = run(&config, secrets_of(&vici.user, &vici.pass), None, &test_lead()).await;
+    let report = run(&config, pop_secrets(&vici.user, &vici.pass), None, &with_contact(&contact)).await;
     assert!(report.passed, "{}", report.to_text());
     assert!(report.checks.iter().all(|c| c.status == Status::Pass), "{}", report.to_text());
     for id in VICIDIAL_LINES.into_iter().chain(["crm.token", "crm.scopes", "crm.mapping"]) {
@@ -145,6 +194,26 @@ async fn a_correct_hubspot_installation_passes_every_line() {
         assert!(sim.leads().is_empty());
         assert!(sim.external_dials().is_empty());
     }
+    // Every mapped status went through the worker to the contact and was read back.
+    let statuses: Vec<&str> = status_lines(&report).into_iter().map(|(s, _)| s).collect();
+    for s in ["SALE", "NI", "CALLBK", "DNC", "XFER", "A", "B", "N"] {
+        assert!(statuses.contains(&s), "{s} not tried: {statuses:?}");
+    }
+    let (_, sale) = status(&report, "sync.status.SALE");
+    assert!(sale.contains(&format!("deal {deal} at closedwon")) && sale.contains("lead status CONNECTED"), "{sale}");
+    assert!(sale.contains("connected, "), "{sale}");
+    let (_, callback) = status(&report, "sync.status.CALLBK");
+    assert!(callback.contains("task") && callback.contains("due"), "{callback}");
+    assert!(status(&report, "sync.status.DNC").1.contains("vicibridge_do_not_call set"));
+    let (_, pop) = status(&report, "screen_pop.render");
+    assert!(pop.contains("Pat Preflight"), "{pop}");
+    // Nothing is left: no call, no task; the contact and the deal hold what they held.
+    assert!(hs.objects("calls").is_empty(), "{:?}", hs.objects("calls"));
+    assert!(hs.objects("tasks").is_empty());
+    assert_eq!(prop(&hs, "deals", &deal, "dealstage"), "presentationscheduled");
+    assert_eq!(prop(&hs, "contacts", &contact, "hs_lead_status"), "NEW");
+    assert_eq!(prop(&hs, "contacts", &contact, "vicibridge_do_not_call"), "");
+    assert_eq!(prop(&hs, "contacts", &contact, "vicibridge_sync_state"), "");
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     assert_eq!(json["passed"], true);
 }
@@ -152,13 +221,130 @@ async fn a_correct_hubspot_installation_passes_every_line() {
 #[tokio::test]
 async fn a_correct_salesforce_installation_passes_every_line() {
     let (vici, sf) = (vicidial().await, SalesforceSim::start().await);
+    let (contact, opp, lead) = salesforce_records(&sf);
     let config = salesforce_config(&vici.base_url, &sf, "", SALESFORCE_MAPPING);
-    let report = run(&config, secrets_of(&vici.user, &vici.pass), None, &test_lead()).await;
+    let report = run(&config, pop_secrets(&vici.user, &vici.pass), None, &with_contact(&contact)).await;
     assert!(report.passed, "{}", report.to_text());
     assert!(report.checks.iter().all(|c| c.status == Status::Pass), "{}", report.to_text());
     for id in VICIDIAL_LINES.into_iter().chain(["crm.token", "crm.field.salesforce.call_key_field", "crm.mapping"]) {
         assert_eq!(status(&report, id).0, Status::Pass, "{id}");
     }
+    let (_, sale) = status(&report, "sync.status.SALE");
+    assert!(sale.contains(&format!("Opportunity {opp} at Closed Won")) && sale.contains("SALE - "), "{sale}");
+    assert!(status(&report, "sync.status.CALLBK").1.contains("callback Task"));
+    assert!(status(&report, "sync.status.DNC").1.contains("DoNotCall set"));
+    assert!(status(&report, "screen_pop.render").1.contains("Preflight"));
+    assert_eq!(sf.count("Task"), 0, "the calls and callbacks are deleted");
+    assert_eq!(sf.record(&opp).unwrap()["StageName"], "Prospecting");
+    assert_eq!(sf.record(&contact).unwrap()["DoNotCall"], false);
+
+    // A Lead: its Status moves (a Lead has no stage) and is put back.
+    let report = run(&config, pop_secrets(&vici.user, &vici.pass), None, &with_contact(&lead)).await;
+    assert!(report.passed, "{}", report.to_text());
+    let (_, sale) = status(&report, "sync.status.SALE");
+    assert!(sale.contains("Lead Status Closed - Converted"), "{sale}");
+    assert_eq!(sf.record(&lead).unwrap()["Status"], "Open - Not Contacted");
+    assert_eq!(sf.record(&lead).unwrap()["DoNotCall"], false);
+    assert_eq!(sf.count("Task"), 0);
+}
+
+#[tokio::test]
+async fn keep_leaves_the_test_calls_and_tasks_and_still_puts_the_record_back() {
+    let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
+    let (contact, deal) = hubspot_record(&hs);
+    let config = hubspot_config(&vici.base_url(), &hs, HUBSPOT_MAPPING);
+    let keep = Options { keep: true, test_contact: Some(contact.clone()), ..Options::default() };
+    let report = run(&config, pop_secrets("6666", "1234"), None, &keep).await;
+    assert!(report.passed, "{}", report.to_text());
+    let (s, reason) = status(&report, "sync.cleanup");
+    assert_eq!(s, Status::Warn);
+    assert!(reason.starts_with("--keep"), "{reason}");
+    // One call per status tried, each on the contact; a task for each callback status.
+    let tried = status_lines(&report).len();
+    let calls = hs.objects("calls");
+    assert_eq!(calls.len(), tried);
+    for id in calls.keys() {
+        assert!(hs.associated("calls", id, "contacts").iter().any(|(c, _)| *c == contact), "call {id}");
+        let key = prop(&hs, "calls", id, "vicibridge_call_key");
+        assert!(key.starts_with("vbpreflight-"), "{key}");
+    }
+    assert_eq!(hs.objects("tasks").len(), 2, "CALLBK and CBHOLD");
+    assert_eq!(prop(&hs, "deals", &deal, "dealstage"), "presentationscheduled");
+    assert_eq!(prop(&hs, "contacts", &contact, "hs_lead_status"), "NEW");
+
+    // A second run uses new call keys: nothing of the first is taken for its own.
+    let report = run(&config, pop_secrets("6666", "1234"), None, &keep).await;
+    assert!(report.passed, "{}", report.to_text());
+    assert_eq!(hs.objects("calls").len(), 2 * tried);
+}
+
+#[tokio::test]
+async fn a_stage_the_crm_refuses_fails_the_status_line_and_nothing_is_left() {
+    let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
+    let (contact, deal) = hubspot_record(&hs);
+    let mapping = format!("{HUBSPOT_MAPPING}[dispositions.XFER]\ndeal_stage = \"won-big\"\n");
+    let config = hubspot_config(&vici.base_url(), &hs, &mapping);
+    let report = run(&config, secrets("1234"), None, &with_contact(&contact)).await;
+    assert_eq!(failed(&report), ["crm.mapping.dispositions.XFER.deal_stage", "sync.status.XFER"]);
+    let (_, reason) = status(&report, "sync.status.XFER");
+    assert!(reason.contains("dead-lettered") && reason.contains("won-big"), "{reason}");
+    assert!(
+        reason.contains(&format!("deal {deal} stage is \"presentationscheduled\", expected \"won-big\"")),
+        "{reason}"
+    );
+    assert_eq!(status(&report, "sync.status.SALE").0, Status::Pass);
+    assert_eq!(status(&report, "sync.cleanup").0, Status::Pass);
+    assert!(hs.objects("calls").is_empty());
+    assert_eq!(prop(&hs, "deals", &deal, "dealstage"), "presentationscheduled");
+}
+
+#[tokio::test]
+async fn a_stage_that_does_not_move_fails_each_status_that_moves_it() {
+    let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
+    let (contact, deal) = hubspot_record(&hs);
+    // A HubSpot workflow puts every deal stage back at once.
+    hs.with(|s| s.reverted.insert(("deals".into(), "dealstage".into())));
+    let config = hubspot_config(&vici.base_url(), &hs, HUBSPOT_MAPPING);
+    let report = run(&config, secrets("1234"), None, &with_contact(&contact)).await;
+    assert!(!report.passed);
+    let (s, reason) = status(&report, "sync.status.SALE");
+    assert_eq!(s, Status::Fail);
+    assert_eq!(reason, format!("deal {deal} stage is \"presentationscheduled\", expected \"closedwon\""));
+    // Statuses that move no stage still pass; the line says what else was found.
+    assert_eq!(status(&report, "sync.status.A").0, Status::Pass);
+    let failing: Vec<&str> =
+        status_lines(&report).into_iter().filter(|(_, st)| *st == Status::Fail).map(|(s, _)| s).collect();
+    assert_eq!(failing, ["NI", "SALE", "NQ", "CALLBK", "DNC", "XFER", "DEAD"]);
+    assert!(hs.objects("calls").is_empty());
+}
+
+#[tokio::test]
+async fn a_lead_status_salesforce_refuses_fails_its_status_line() {
+    let (vici, sf) = (VicidialSim::start().await, SalesforceSim::start().await);
+    let (_, _, lead) = salesforce_records(&sf);
+    let mapping = format!("{SALESFORCE_MAPPING}[dispositions.NI]\nlead_status = \"Dead\"\n");
+    let config = salesforce_config(&vici.base_url(), &sf, "", &mapping);
+    let report = run(&config, secrets("1234"), None, &with_contact(&lead)).await;
+    assert_eq!(failed(&report), ["crm.mapping.dispositions.NI.lead_status", "sync.status.NI"]);
+    let (_, reason) = status(&report, "sync.status.NI");
+    assert!(reason.contains("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST") && reason.contains("Dead"), "{reason}");
+    assert!(reason.contains("Status is \"Open - Not Contacted\", expected \"Dead\""), "{reason}");
+    assert_eq!(sf.count("Task"), 0);
+    assert_eq!(sf.record(&lead).unwrap()["Status"], "Open - Not Contacted");
+}
+
+#[tokio::test]
+async fn a_test_record_that_does_not_exist_fails_its_lines() {
+    let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
+    let config = hubspot_config(&vici.base_url(), &hs, HUBSPOT_MAPPING);
+    let report = run(&config, pop_secrets("6666", "1234"), None, &with_contact("424242")).await;
+    assert_eq!(failed(&report), ["sync.record", "screen_pop.render"]);
+    assert_eq!(status(&report, "sync.record").1, "424242: HubSpot contact 424242 does not exist");
+    assert!(status_lines(&report).is_empty());
+    assert!(hs.objects("calls").is_empty());
+    // Without --test-contact: one skipped line that says how to run it.
+    let report = run(&config, secrets("1234"), None, &Options::default()).await;
+    assert!(status(&report, "sync.dispositions").1.contains("--test-contact"));
 }
 
 #[tokio::test]

@@ -82,7 +82,13 @@ enum Command {
         /// own) twice, check it lands once, then delete it (the API user needs update_lead).
         #[arg(long)]
         test_lead_phone: Option<String>,
-        /// Leave what preflight created (the test lead) for inspection.
+        /// A CRM record preflight may change and put back (what VICIdial's vendor_lead_code
+        /// holds for it: a HubSpot contact id, a Salesforce Lead/Contact/Opportunity id): a
+        /// synthetic call per mapped disposition goes through the worker to it and is read
+        /// back; its screen pop is rendered.
+        #[arg(long)]
+        test_contact: Option<String>,
+        /// Leave what preflight created (the test lead, the test calls and tasks) for inspection.
         #[arg(long)]
         keep: bool,
     },
@@ -276,12 +282,12 @@ async fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
-        Command::Preflight { config, secrets: secrets_path, json, test_lead_phone, keep } => {
+        Command::Preflight { config, secrets: secrets_path, json, test_lead_phone, test_contact, keep } => {
             let config = load_config(&config)?;
             let store = secrets(secrets_path.as_deref())?;
             // A Salesforce login may rotate the refresh token: store it like serve would.
             let writer = secrets_path.map(|p| Arc::new(FileSecretWriter::new(p)) as Arc<dyn SecretWriter>);
-            let options = vicibridge_runtime::preflight::Options { test_lead_phone, keep };
+            let options = vicibridge_runtime::preflight::Options { test_lead_phone, test_contact, keep };
             let report = vicibridge_runtime::preflight::run(&config, store, writer, &options).await;
             if json {
                 println!("{}", report.to_json());

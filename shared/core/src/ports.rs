@@ -92,3 +92,52 @@ pub trait SecretWriter: Send + Sync {
     /// Sets `salesforce.refresh_token`; returns once the new value is durably stored.
     async fn put_salesforce_refresh_token(&self, token: &crate::secrets::Secret) -> Result<(), SecretsError>;
 }
+
+/// Why a read-back of a test record failed (not: what it found wrong, which is a [`Verified`]
+/// problem).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    /// The record named is not one the sync can use (wrong kind of id, missing, deleted).
+    #[error("{0}")]
+    Record(String),
+    /// The CRM could not be asked or refused the request.
+    #[error("{0}")]
+    Crm(String),
+}
+
+/// What a test record held before preflight touched it: enough to put it back. `state` is the
+/// adapter's own (fields and values); `summary` is for the operator.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordSnapshot {
+    /// The `vendor_lead_code` that names the record.
+    pub record: String,
+    /// E.g. `contact 101 (lead status NEW, not DNC); deal 102 at appointmentscheduled`.
+    pub summary: String,
+    pub state: serde_json::Value,
+}
+
+/// What the CRM held after one call plan was applied to a test record.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verified {
+    /// What was found as the plan asked, e.g. `call 201 (Connected, 45 s)`.
+    pub found: Vec<String>,
+    /// Each expectation not met, precisely, e.g. `deal 102 stage is "appointmentscheduled",
+    /// expected "closedwon"`.
+    pub problems: Vec<String>,
+}
+
+/// Preflight's read side of a CRM adapter, beside its [`Crm`] write side (same client, same
+/// credentials): read a test record, check what a synthetic call did to it, and undo it.
+#[async_trait]
+pub trait SyncProbe: Send + Sync {
+    /// Reads the record `vendor_lead_code` names, as the sync would find it.
+    async fn snapshot(&self, vendor_lead_code: &str) -> Result<RecordSnapshot, ProbeError>;
+    /// Reads back the call (outcome, duration), stage / status, callback task (due time) and
+    /// do-not-call flag `plan` asked for on the record of `before`.
+    async fn verify(&self, before: &RecordSnapshot, plan: &crate::plan::CallPlan) -> Result<Verified, ProbeError>;
+    /// Puts the record's stage / status / do-not-call / sync state back as `before` held them.
+    async fn restore(&self, before: &RecordSnapshot) -> Result<(), ProbeError>;
+    /// Deletes the call and callback-task records these plans created; answers how many
+    /// records were deleted.
+    async fn remove(&self, plans: &[crate::plan::CallPlan]) -> Result<usize, ProbeError>;
+}

@@ -13,6 +13,7 @@ pub mod client;
 pub mod metrics;
 pub mod pace;
 pub mod preview;
+pub mod probe;
 pub mod props;
 pub mod screen_pop;
 pub mod setup;

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use vicibridge_core::config::{Config, CrmKind};
-use vicibridge_core::ports::{Crm, PreviewRequests, SecretStore, SecretWriter};
+use vicibridge_core::ports::{Crm, PreviewRequests, SecretStore, SecretWriter, SyncProbe};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CrmSetupError {
@@ -41,21 +41,52 @@ pub fn build_crm_with_writer(
 ) -> Result<Arc<dyn Crm>, CrmSetupError> {
     match config.crm.kind {
         CrmKind::DryRun => Ok(Arc::new(dry_run::DryRunCrm::open(data_dir, preview(config))?)),
-        CrmKind::Salesforce => {
-            // Config::from_toml refuses kind = "salesforce" without the section.
-            let mut section = config.salesforce.clone().ok_or(CrmSetupError::MissingSection(CrmKind::Salesforce))?;
-            // One Lead field holds VICIdial's lead_id: the lead-injection write-back names it.
-            if let Some(field) = config.lead_injection.as_ref().and_then(|l| l.salesforce.as_ref()?.write_back.clone())
-            {
-                section.lead_key_field = field;
-            }
-            let crm = vicibridge_salesforce::SalesforceCrm::new(section, secrets, writer)
-                .map_err(|e| CrmSetupError::Salesforce(e.to_string()))?;
-            Ok(Arc::new(crm))
-        }
+        CrmKind::Salesforce => Ok(Arc::new(salesforce(config, secrets, writer)?)),
         CrmKind::Hubspot => vicibridge_hubspot::crm(config, secrets).map_err(|e| CrmSetupError::Hubspot(e.to_string())),
         CrmKind::Webhook => vicibridge_webhook::crm(config, secrets).map_err(|e| CrmSetupError::Webhook(e.to_string())),
     }
+}
+
+fn salesforce(
+    config: &Config,
+    secrets: Arc<dyn SecretStore>,
+    writer: Option<Arc<dyn SecretWriter>>,
+) -> Result<vicibridge_salesforce::SalesforceCrm, CrmSetupError> {
+    // Config::from_toml refuses kind = "salesforce" without the section.
+    let mut section = config.salesforce.clone().ok_or(CrmSetupError::MissingSection(CrmKind::Salesforce))?;
+    // One Lead field holds VICIdial's lead_id: the lead-injection write-back names it.
+    if let Some(field) = config.lead_injection.as_ref().and_then(|l| l.salesforce.as_ref()?.write_back.clone()) {
+        section.lead_key_field = field;
+    }
+    vicibridge_salesforce::SalesforceCrm::new(section, secrets, writer)
+        .map_err(|e| CrmSetupError::Salesforce(e.to_string()))
+}
+
+/// A CRM adapter's write side and its read-back side: the same object.
+pub type CrmWithProbe = (Arc<dyn Crm>, Arc<dyn SyncProbe>);
+
+/// The CRM adapter as [`build_crm_with_writer`] builds it, and its read-back side (the same
+/// object: one client, one session), for `vicibridge preflight --test-contact`. `None` for the
+/// kinds with nothing to read back (dry-run, webhook).
+pub fn build_crm_with_probe(
+    config: &Config,
+    secrets: Arc<dyn SecretStore>,
+    writer: Option<Arc<dyn SecretWriter>>,
+) -> Result<Option<CrmWithProbe>, CrmSetupError> {
+    Ok(match config.crm.kind {
+        CrmKind::Salesforce => {
+            let crm = Arc::new(salesforce(config, secrets, writer)?);
+            Some((crm.clone() as Arc<dyn Crm>, crm as Arc<dyn SyncProbe>))
+        }
+        CrmKind::Hubspot => {
+            let crm = Arc::new(
+                vicibridge_hubspot::HubspotCrm::new(config, secrets)
+                    .map_err(|e| CrmSetupError::Hubspot(e.to_string()))?,
+            );
+            Some((crm.clone() as Arc<dyn Crm>, crm as Arc<dyn SyncProbe>))
+        }
+        CrmKind::DryRun | CrmKind::Webhook => None,
+    })
 }
 
 /// The adapter whose requests the dry-run record shows, if the config names one.

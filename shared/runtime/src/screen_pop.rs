@@ -179,6 +179,44 @@ impl ScreenPop {
         self.respond(200, Page::Pop { caller, view }.render())
     }
 
+    /// The pop of the lead VICIdial would show for a record, rendered as [`ScreenPop::handle`]
+    /// renders it once the token and the agent are checked: the CRM read (`[screen_pop]`'s
+    /// settings, no cache), then the page. For `vicibridge preflight`'s screen pop line, which
+    /// proves the read side on a test record without an agent on a call.
+    pub async fn render_for(
+        &self,
+        agent: &AgentUser,
+        lead: LeadId,
+        vendor_lead_code: &str,
+    ) -> (Result<PopView, PopError>, PopResponse) {
+        let q = VicidialQuery::parse(
+            &form_urlencoded::Serializer::new(String::new()).append_pair("vendor_lead_code", vendor_lead_code).finish(),
+        );
+        let caller = Caller::from_url(agent, lead, &q);
+        let lookup = PopLookup {
+            lead_id: lead,
+            vendor_lead_code: caller.vendor_lead_code.clone(),
+            phone_number: None,
+            phone_code: None,
+            activities: self.config.activities,
+        };
+        match tokio::time::timeout(POP_BUDGET, self.source.context(&lookup)).await {
+            Ok(Ok(view)) => {
+                let page = self.respond(200, Page::Pop { caller, view: view.clone() }.render());
+                (Ok(view), page)
+            }
+            Ok(Err(e)) => {
+                let page = self.respond(503, Page::CrmUnavailable { crm: self.source.crm_name(), caller }.render());
+                (Err(e), page)
+            }
+            Err(_) => {
+                let page = self.respond(503, Page::CrmUnavailable { crm: self.source.crm_name(), caller }.render());
+                let reason = format!("no answer within {} s", POP_BUDGET.as_secs());
+                (Err(PopError::Unavailable { crm: self.source.crm_name(), reason }), page)
+            }
+        }
+    }
+
     /// Token, the `pass` guard and the identifiers, before anything is asked of VICIdial.
     async fn authorize_request(
         &self,

@@ -34,6 +34,7 @@ pub mod error;
 pub mod metrics;
 pub mod outbound_message;
 pub mod preview;
+pub mod probe;
 pub mod screen_pop;
 pub mod sync;
 

@@ -4,7 +4,9 @@
 //! non-agent and agent APIs, the CRM adapters' own org checks); nothing here is a second client.
 
 mod crm;
+mod dispositions;
 mod lead_injection;
+mod screen_pop;
 mod vicidial;
 
 use std::fmt;
@@ -106,6 +108,10 @@ impl Report {
 pub struct Options {
     /// Inject a test lead with this phone number (and delete it afterwards).
     pub test_lead_phone: Option<String>,
+    /// A CRM record (what VICIdial's `vendor_lead_code` holds for it) that preflight may change
+    /// and put back: every mapped disposition is synced to it and read back, and its screen pop
+    /// rendered.
+    pub test_contact: Option<String>,
     /// Leave what preflight created, for inspection.
     pub keep: bool,
 }
@@ -121,11 +127,20 @@ pub async fn run(
     let mut checks = vicidial::checks(config, secrets.clone()).await;
     // A test lead only once the API user is known to log in and to be allowed add_lead.
     let injectable = checks.iter().all(|c| c.status != Status::Fail);
-    checks.extend(crm::checks(config, secrets.clone(), writer).await);
+    let crm_lines = crm::checks(config, secrets.clone(), writer.clone()).await;
+    // Synthetic calls only once the CRM takes the credentials.
+    let crm_usable = crm_lines.iter().all(|c| c.id != "crm.token" || c.status != Status::Fail);
+    checks.extend(crm_lines);
     if injectable {
-        checks.extend(lead_injection::checks(config, secrets, options).await);
+        checks.extend(lead_injection::checks(config, secrets.clone(), options).await);
     } else if config.lead_injection.is_some() && options.test_lead_phone.is_some() {
         checks.push(Check::skip(lead_injection::ID, lead_injection::TITLE, "not tried: a VICIdial line above failed"));
+    }
+    if crm_usable {
+        checks.extend(dispositions::checks(config, secrets.clone(), writer.clone(), options).await);
+        checks.extend(screen_pop::check(config, secrets, writer, options).await);
+    } else if options.test_contact.is_some() {
+        checks.push(Check::skip(dispositions::RECORD, dispositions::RECORD_TITLE, "not tried: the CRM login failed"));
     }
     Report::new(checks)
 }
