@@ -14,6 +14,7 @@ use vicibridge_core::ports::{ProbeError, RecordSnapshot, SyncProbe, Verified};
 use crate::HubspotCrm;
 use crate::client::error_summary;
 use crate::props;
+use crate::sync::id_of;
 
 /// A deal as the snapshot saw it.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -41,14 +42,6 @@ fn str_prop(v: &Value, name: &str) -> String {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => String::new(),
         Some(other) => other.to_string(),
-    }
-}
-
-fn id_of(v: &Value) -> Option<String> {
-    match v.get("id")? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
     }
 }
 
@@ -138,22 +131,22 @@ impl HubspotCrm {
         Ok(out)
     }
 
-    async fn update(&self, object: &str, inputs: Vec<Value>) -> Result<(), ProbeError> {
-        if inputs.is_empty() {
-            return Ok(());
-        }
-        let reply = self
-            .engine
-            .client
-            .post(&self.path(object, "batch/update"), &json!({"inputs": inputs}), "preflight.batch.update")
-            .await
-            .map_err(|e| ProbeError::Crm(e.to_string()))?;
-        if reply.status >= 300 {
-            return Err(ProbeError::Crm(format!(
-                "HubSpot {object} batch update: {}: {}",
-                reply.status,
-                error_summary(&reply.body)
-            )));
+    /// A batch write (`batch/update`, `batch/archive`) that must succeed as a whole.
+    async fn write(&self, object: &str, tail: &str, inputs: Vec<Value>) -> Result<(), ProbeError> {
+        for chunk in inputs.chunks(props::BATCH_MAX) {
+            let reply = self
+                .engine
+                .client
+                .post(&self.path(object, tail), &json!({"inputs": chunk}), "preflight.batch.write")
+                .await
+                .map_err(|e| ProbeError::Crm(e.to_string()))?;
+            if reply.status >= 300 {
+                return Err(ProbeError::Crm(format!(
+                    "HubSpot {object} {tail}: {}: {}",
+                    reply.status,
+                    error_summary(&reply.body)
+                )));
+            }
         }
         Ok(())
     }
@@ -333,26 +326,6 @@ impl HubspotCrm {
         }
         Ok(out)
     }
-
-    async fn archive(&self, object: &str, ids: &[String]) -> Result<(), ProbeError> {
-        for chunk in ids.chunks(props::BATCH_MAX) {
-            let body = json!({"inputs": chunk.iter().map(|id| json!({"id": id})).collect::<Vec<_>>()});
-            let reply = self
-                .engine
-                .client
-                .post(&self.path(object, "batch/archive"), &body, "preflight.batch.archive")
-                .await
-                .map_err(|e| ProbeError::Crm(e.to_string()))?;
-            if reply.status >= 300 {
-                return Err(ProbeError::Crm(format!(
-                    "HubSpot {object} batch archive: {}: {}",
-                    reply.status,
-                    error_summary(&reply.body)
-                )));
-            }
-        }
-        Ok(())
-    }
 }
 
 #[async_trait]
@@ -450,14 +423,14 @@ impl SyncProbe for HubspotCrm {
             p.insert("hs_lead_status".to_owned(), state.lead_status.clone());
             p.insert(cfg.do_not_call_property.clone(), state.do_not_call.clone());
             p.insert(cfg.sync_state_property.clone(), state.sync.clone());
-            self.update("contacts", vec![json!({"id": c, "properties": p})]).await?;
+            self.write("contacts", "batch/update", vec![json!({"id": c, "properties": p})]).await?;
         }
         let deals = state
             .deals
             .iter()
             .map(|d| json!({"id": d.id, "properties": {"dealstage": d.stage, cfg.sync_state_property.clone(): d.sync}}))
             .collect();
-        self.update("deals", deals).await
+        self.write("deals", "batch/update", deals).await
     }
 
     async fn remove(&self, plans: &[CallPlan]) -> Result<usize, ProbeError> {
@@ -466,8 +439,9 @@ impl SyncProbe for HubspotCrm {
         let task_keys: Vec<String> = plans.iter().map(|p| p.key.as_str().to_owned()).collect();
         let calls = self.ids_by("calls", &cfg.call_key_property, &call_keys).await?;
         let tasks = self.ids_by("tasks", &cfg.task_key_property, &task_keys).await?;
-        self.archive("calls", &calls).await?;
-        self.archive("tasks", &tasks).await?;
+        let inputs = |ids: &[String]| ids.iter().map(|id| json!({"id": id})).collect::<Vec<_>>();
+        self.write("calls", "batch/archive", inputs(&calls)).await?;
+        self.write("tasks", "batch/archive", inputs(&tasks)).await?;
         Ok(calls.len() + tasks.len())
     }
 }

@@ -171,7 +171,7 @@ fn str_prop<'v>(v: &'v Value, name: &str) -> Option<&'v str> {
     v.get("properties")?.get(name)?.as_str()
 }
 
-fn id_of(v: &Value) -> Option<String> {
+pub(crate) fn id_of(v: &Value) -> Option<String> {
     match v.get("id")? {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
