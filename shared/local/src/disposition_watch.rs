@@ -5,7 +5,7 @@
 //! recovers. `/status` shows every campaign of the last two days.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -26,8 +26,14 @@ pub struct DispositionWatchStatus {
     pub campaigns: Vec<CampaignWatch>,
 }
 
+/// How often the notes taken since are written to the database: one transaction for many, off
+/// the request's path (a crash loses at most this much of the watch, never an event).
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+
 pub struct LocalDispositionWatch {
     watch: Mutex<DispositionWatch>,
+    /// Noted, not written to the database yet.
+    unsaved: Mutex<Vec<CallNote>>,
     store: Arc<SqliteQueue>,
 }
 
@@ -48,7 +54,7 @@ impl LocalDispositionWatch {
         for note in store.call_notes_since(Utc::now() - KEEP).await? {
             watch.note(&note);
         }
-        Ok(Some(Arc::new(LocalDispositionWatch { watch: Mutex::new(watch), store })))
+        Ok(Some(Arc::new(LocalDispositionWatch { watch: Mutex::new(watch), unsaved: Mutex::new(Vec::new()), store })))
     }
 
     pub fn status(&self, now: DateTime<Utc>) -> DispositionWatchStatus {
@@ -56,14 +62,31 @@ impl LocalDispositionWatch {
         DispositionWatchStatus { after_minutes: watch.after().num_minutes(), campaigns: watch.campaigns(now) }
     }
 
-    /// Looks every `interval` (the first time at once) until `stop`.
+    /// Looks every `interval` (the first time at once) and saves the new notes every second,
+    /// until `stop`.
     pub async fn run(self: Arc<Self>, interval: Duration, mut stop: watch::Receiver<bool>) {
+        let mut last_check: Option<Instant> = None;
         loop {
-            self.check(Utc::now()).await;
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = stop.changed() => return,
+            self.save().await;
+            if last_check.is_none_or(|t| t.elapsed() >= interval) {
+                last_check = Some(Instant::now());
+                self.check(Utc::now()).await;
             }
+            tokio::select! {
+                _ = tokio::time::sleep(SAVE_EVERY.min(interval)) => {}
+                _ = stop.changed() => return self.save().await,
+            }
+        }
+    }
+
+    async fn save(&self) {
+        let notes = std::mem::take(&mut *self.unsaved.lock().unwrap_or_else(PoisonError::into_inner));
+        if notes.is_empty() {
+            return;
+        }
+        let n = notes.len();
+        if let Err(e) = self.store.note_calls(notes).await {
+            warn!(watchdog = "dispositions", error = %e, calls = n, "disposition watchdog: cannot store calls; a restart forgets them");
         }
     }
 
@@ -85,15 +108,11 @@ impl LocalDispositionWatch {
 
 impl CallObserver for LocalDispositionWatch {
     fn observe(&self, note: CallNote) {
-        self.watch.lock().unwrap_or_else(PoisonError::into_inner).note(&note);
-        let store = self.store.clone();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(e) = store.note_call(&note).await {
-                    warn!(error = %e, campaign = %note.campaign, "disposition watchdog: cannot store a call; a restart forgets it");
-                }
-            });
+        if note.at < Utc::now() - KEEP {
+            return;
         }
+        self.watch.lock().unwrap_or_else(PoisonError::into_inner).note(&note);
+        self.unsaved.lock().unwrap_or_else(PoisonError::into_inner).push(note);
     }
 }
 

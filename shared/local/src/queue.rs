@@ -655,18 +655,18 @@ impl SqliteQueue {
         .await
     }
 
-    /// Remembers a call start or disposition for the disposition watchdog (the earliest time,
-    /// if VICIdial sent it twice).
-    pub async fn note_call(&self, note: &CallNote) -> Result<(), LocalQueueError> {
-        let (campaign, call, kind, at) =
-            (note.campaign.clone(), note.call.clone(), note.kind.as_str(), note.at.timestamp_millis());
+    /// Remembers calls started and dispositioned, for the disposition watchdog (the earliest
+    /// time of a call VICIdial sent twice). One transaction for them all.
+    pub async fn note_calls(&self, notes: Vec<CallNote>) -> Result<(), LocalQueueError> {
         self.call(Kind::Other, move |conn, _| {
-            conn.prepare_cached(
+            let mut insert = conn.prepare_cached(
                 "INSERT INTO call_notes (campaign, call, kind, at_ms) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (campaign, call, kind) DO UPDATE SET at_ms = min(at_ms, excluded.at_ms)",
-            )?
-            .execute(params![campaign, call, kind, at])
-            .map(drop)
+            )?;
+            for n in &notes {
+                insert.execute(params![n.campaign, n.call, n.kind.as_str(), n.at.timestamp_millis()])?;
+            }
+            Ok(())
         })
         .await
     }

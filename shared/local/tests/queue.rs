@@ -359,3 +359,46 @@ async fn batches_larger_than_one_transaction_are_received_and_settled_whole_and_
     assert_eq!(queue.settle(settled).await.unwrap(), 0);
     assert_eq!(queue.stats().await.unwrap(), QueueStats::default());
 }
+
+/// The disposition watchdog's notes: a call sent twice keeps its earliest time, they survive
+/// reopening the file, and reading from a time forgets what is older.
+#[tokio::test]
+async fn call_notes_keep_the_earliest_time_and_forget_the_old_ones() {
+    use chrono::{TimeZone, Utc};
+    use vicibridge_core::watchdog::dispositions::{CallNote, CallNoteKind};
+    let note = |call: &str, kind, secs: i64| CallNote {
+        campaign: "CLONED".into(),
+        call: call.into(),
+        kind,
+        at: Utc.timestamp_opt(1_795_500_000 + secs, 0).unwrap(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    {
+        let queue = open(&path, Duration::from_secs(60), 5);
+        queue
+            .note_calls(vec![
+                note("1.1", CallNoteKind::Start, 100),
+                note("1.1", CallNoteKind::Start, 50),
+                note("1.1", CallNoteKind::Dispo, 200),
+                note("1.0", CallNoteKind::Start, 0),
+            ])
+            .await
+            .unwrap();
+        queue.note_calls(vec![note("1.1", CallNoteKind::Start, 70)]).await.unwrap();
+    }
+    let queue = open(&path, Duration::from_secs(60), 5);
+    let all = queue.call_notes_since(Utc.timestamp_opt(0, 0).unwrap()).await.unwrap();
+    assert_eq!(
+        all,
+        vec![
+            note("1.0", CallNoteKind::Start, 0),
+            note("1.1", CallNoteKind::Start, 50),
+            note("1.1", CallNoteKind::Dispo, 200)
+        ]
+    );
+    let recent = queue.call_notes_since(Utc.timestamp_opt(1_795_500_010, 0).unwrap()).await.unwrap();
+    assert_eq!(recent.len(), 2);
+    let again = queue.call_notes_since(Utc.timestamp_opt(0, 0).unwrap()).await.unwrap();
+    assert_eq!(again, recent, "the older note is gone");
+}
