@@ -134,15 +134,10 @@ impl ReconcileFunction {
         }
         let mut report = result?;
         if let Some((after, slice)) = self.watch {
-            // Up to two days' downloads.
-            if Instant::now() + 2 * REPORT_TIMEOUT >= stop_by {
-                warn!("disposition watchdog: no time left in this run; the next run looks");
-            } else {
-                match self.reconciler.watch_dispositions(after, slice, Utc::now()).await {
-                    Ok(found) => report.calls_without_disposition = found,
-                    Err(e) => {
-                        warn!(error = %e, "disposition watchdog: cannot read VICIdial's URL log; the next run looks again")
-                    }
+            match self.reconciler.watch_dispositions(after, slice, Utc::now(), Some(stop_by)).await {
+                Ok(found) => report.calls_without_disposition = found,
+                Err(e) => {
+                    warn!(error = %e, "disposition watchdog: cannot read VICIdial's URL log; the next run looks again")
                 }
             }
         }

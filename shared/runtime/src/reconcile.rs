@@ -30,6 +30,9 @@ use crate::metrics as m;
 /// browser (`RUNurls` runs right after the dispo is saved): left for the next run.
 pub const SETTLE: Duration = Duration::from_secs(120);
 
+/// The disposition watchdog reads the URL log in pieces of at most this long.
+const WATCH_PIECE: chrono::Duration = chrono::Duration::hours(1);
+
 /// What to do with one logged URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision<'a> {
@@ -150,6 +153,8 @@ pub enum ReconcileError {
     EmptyWindow { since: DateTime<Utc>, until: DateTime<Utc> },
     #[error("reconcile checkpoint: {0}")]
     Checkpoint(String),
+    #[error("no time left in this run to read VICIdial's URL log")]
+    OutOfTime,
 }
 
 impl ReconcileError {
@@ -158,7 +163,7 @@ impl ReconcileError {
     pub fn needs_operator(&self) -> bool {
         match self {
             ReconcileError::UrlLog(e) => !e.is_retryable(),
-            ReconcileError::EmptyWindow { .. } | ReconcileError::Checkpoint(_) => false,
+            ReconcileError::EmptyWindow { .. } | ReconcileError::Checkpoint(_) | ReconcileError::OutOfTime => false,
         }
     }
 }
@@ -322,19 +327,33 @@ impl Reconciler {
         after: chrono::Duration,
         slice: chrono::Duration,
         now: DateTime<Utc>,
+        deadline: Option<Instant>,
     ) -> Result<BTreeMap<String, u64>, ReconcileError> {
         let local = |t: DateTime<Utc>| t.with_timezone(&self.server_tz).naive_local();
         let mut watch = DispositionWatch::new(after, self.server_tz);
-        for window in DayWindow::covering(local(now - after - slice), local(now)) {
-            let day = self.client.fetch(window, &[UrlType::Start, UrlType::Dispo]).await?;
-            for row in &day.rows {
-                let Some((url, query)) = our_route(&row.url) else { continue };
-                if let Ok(event) = to_event(url, &VicidialQuery::parse(query))
-                    && let Some(note) = CallNote::from_event(&event, self.utc(row.url_date))
-                {
-                    watch.note(&note);
+        // Piece by piece, so that a run never holds more than an hour of a busy dialer's URLs;
+        // Start Call URLs only where they can count.
+        let starts_until = now - after;
+        let mut from = now - after - slice;
+        while from < now {
+            let to = (from + WATCH_PIECE).min(now);
+            let types: &[UrlType] =
+                if from < starts_until { &[UrlType::Start, UrlType::Dispo] } else { &[UrlType::Dispo] };
+            for window in DayWindow::covering(local(from), local(to - chrono::Duration::seconds(1))) {
+                if deadline.is_some_and(|d| Instant::now() + self.client.timeout() >= d) {
+                    return Err(ReconcileError::OutOfTime);
+                }
+                let piece = self.client.fetch(window, types).await?;
+                for row in &piece.rows {
+                    let Some((url, query)) = our_route(&row.url) else { continue };
+                    if let Ok(event) = to_event(url, &VicidialQuery::parse(query))
+                        && let Some(note) = CallNote::from_event(&event, self.utc(row.url_date))
+                    {
+                        watch.note(&note);
+                    }
                 }
             }
+            from = to;
         }
         let mut found = BTreeMap::new();
         for c in watch.campaigns(now).into_iter().filter(|c| c.calls_without_disposition > 0) {
