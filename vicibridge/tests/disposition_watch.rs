@@ -136,6 +136,17 @@ async fn a_campaign_without_dispositions_is_reported_until_one_arrives() {
         page.contains("Dispositions by campaign") && page.contains("CLONED") && page.contains("Dispo Call URL"),
         "{page}"
     );
+    // In a real browser: the section renders under the page's CSP, nothing refused.
+    let shot = vicibridge_tests::browser::screenshot_dir().join("status-dispositions.png");
+    let out = vicibridge_tests::browser::run(
+        "status.mjs",
+        &serde_json::json!({"url": format!("{}/status", serve.base), "screenshot": shot, "width": 1000}),
+    )
+    .await;
+    assert_eq!((&out["violations"], &out["errors"]), (&serde_json::json!([]), &serde_json::json!([])), "{out:#}");
+    let text = out["text"].as_str().unwrap();
+    assert!(text.contains("CLONED\t2\t"), "one line per campaign with its count: {text}");
+    assert!(text.contains(&format!("others sent some at {silent_hour}:00")), "{text}");
     // Reported once, however many looks.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(log_lines(&serve, &[MISSING, "\"campaign\":\"CLONED\""]), 1);
