@@ -100,7 +100,7 @@ impl LocalDispositionWatch {
             log(&change, after);
         }
         // Forgets the notes older than two days.
-        if let Err(e) = self.store.call_notes_since(now - KEEP).await.map(drop) {
+        if let Err(e) = self.store.forget_call_notes_before(now - KEEP).await {
             warn!(error = %e, "disposition watchdog: cannot prune its notes");
         }
     }

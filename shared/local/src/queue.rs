@@ -671,6 +671,15 @@ impl SqliteQueue {
         .await
     }
 
+    /// Forgets the call notes older than `cutoff`.
+    pub async fn forget_call_notes_before(&self, cutoff: DateTime<Utc>) -> Result<(), LocalQueueError> {
+        let cutoff = cutoff.timestamp_millis();
+        self.call(Kind::Other, move |conn, _| {
+            conn.prepare_cached("DELETE FROM call_notes WHERE at_ms < ?1")?.execute([cutoff]).map(drop)
+        })
+        .await
+    }
+
     /// The call notes at or after `since`, oldest first; forgets the older ones.
     pub async fn call_notes_since(&self, since: DateTime<Utc>) -> Result<Vec<CallNote>, LocalQueueError> {
         let cutoff = since.timestamp_millis();

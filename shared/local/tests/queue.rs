@@ -401,4 +401,7 @@ async fn call_notes_keep_the_earliest_time_and_forget_the_old_ones() {
     assert_eq!(recent.len(), 2);
     let again = queue.call_notes_since(Utc.timestamp_opt(0, 0).unwrap()).await.unwrap();
     assert_eq!(again, recent, "the older note is gone");
+    queue.forget_call_notes_before(Utc.timestamp_opt(1_795_500_100, 0).unwrap()).await.unwrap();
+    let left = queue.call_notes_since(Utc.timestamp_opt(0, 0).unwrap()).await.unwrap();
+    assert_eq!(left, vec![note("1.1", CallNoteKind::Dispo, 200)]);
 }
