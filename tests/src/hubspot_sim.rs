@@ -439,6 +439,35 @@ impl SimState {
         })
     }
 
+    /// `batch/create`: new records (201), each with the `associations` its input names
+    /// (deal → contact type 3, contact → deal type 4).
+    fn batch_create(&mut self, object: &str, body: &Value) -> Answer {
+        let inputs = body["inputs"].as_array().cloned().unwrap_or_default();
+        if let Some(a) = self.too_many(&inputs) {
+            return a;
+        }
+        let mut a = self.apply_writes(object, &inputs, |_, _| (None, None));
+        if a.status >= 300 {
+            return a;
+        }
+        let results = a.body["results"].as_array().cloned().unwrap_or_default();
+        for (input, result) in inputs.iter().zip(&results) {
+            let id = value_str(&result["id"]);
+            for assoc in input["associations"].as_array().into_iter().flatten() {
+                let to = value_str(&assoc["to"]["id"]);
+                let type_id = assoc["types"][0]["associationTypeId"].as_u64().unwrap_or(0) as u32;
+                let to_object = match (object, type_id) {
+                    ("deals", 3) => "contacts",
+                    ("contacts", 4) => "deals",
+                    _ => continue,
+                };
+                self.associations.insert((object.to_owned(), id.clone(), to_object.to_owned(), to, type_id));
+            }
+        }
+        a.status = 201;
+        a
+    }
+
     /// `batch/archive`: 204 whether or not the ids exist (HubSpot's answer); the records and
     /// their associations go.
     fn batch_archive(&mut self, object: &str, body: &Value) -> Answer {
@@ -940,6 +969,7 @@ fn dispatch(s: &mut SimState, p: &Prefixes, method: &Method, path: &str, body: &
             ("POST", ["batch", "upsert"]) => s.batch_upsert(object, body),
             ("POST", ["batch", "update"]) => s.batch_update(object, body),
             ("POST", ["batch", "archive"]) => s.batch_archive(object, body),
+            ("POST", ["batch", "create"]) => s.batch_create(object, body),
             _ => answer(404, json!({"status": "error", "message": "resource not found"})),
         };
     }

@@ -10,7 +10,7 @@ use serde_json::json;
 use vicibridge_core::config::Config;
 use vicibridge_core::ports::SecretStore;
 use vicibridge_local::secrets_file::FileSecrets;
-use vicibridge_runtime::preflight::{Options, Report, Status, run};
+use vicibridge_runtime::preflight::{Options, Report, Status, TEST_CONTACT_NEW, run};
 use vicibridge_tests::hubspot_sim::HubspotSim;
 use vicibridge_tests::salesforce_sim::{CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, SalesforceSim};
 use vicibridge_tests::vicidial_sim::{SimUser, VicidialSim};
@@ -537,4 +537,44 @@ async fn a_test_lead_the_api_user_cannot_delete_fails_the_cleanup_line() {
         "{reason}"
     );
     assert!(!reason.contains("login refused"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_test_record_preflight_creates_is_used_then_deleted_or_kept() {
+    let (vici, hs) = (VicidialSim::start().await, HubspotSim::start(HUBSPOT_TOKEN).await);
+    let config = hubspot_config(&vici.base_url(), &hs, HUBSPOT_MAPPING);
+    let new = with_contact(TEST_CONTACT_NEW);
+    let report = run(&config, pop_secrets("6666", "1234"), None, &new).await;
+    assert!(report.checks.iter().all(|c| c.status == Status::Pass), "{}", report.to_text());
+    let (_, created) = status(&report, "sync.create");
+    let contact = created.rsplit(' ').next().unwrap().to_owned();
+    // A contact with an open deal in a stage no default moves to: every stage line proves a move.
+    let (_, record) = status(&report, "sync.record");
+    assert!(record.contains(&format!("contact {contact}")) && record.contains("at \"contractsent\""), "{record}");
+    assert!(!status(&report, "sync.status.SALE").1.contains("before too"));
+    assert!(status(&report, "screen_pop.render").1.contains("vicibridge preflight"));
+    assert_eq!(status(&report, "sync.delete").1, format!("test record {contact} deleted"));
+    for object in ["contacts", "deals", "calls", "tasks"] {
+        assert!(hs.objects(object).is_empty(), "{object} left: {:?}", hs.objects(object));
+    }
+
+    let keep = Options { keep: true, ..new };
+    let report = run(&config, pop_secrets("6666", "1234"), None, &keep).await;
+    assert!(report.passed, "{}", report.to_text());
+    assert_eq!(status(&report, "sync.delete").0, Status::Warn);
+    assert_eq!(hs.objects("contacts").len(), 1);
+    assert_eq!(hs.objects("deals").len(), 1);
+}
+
+#[tokio::test]
+async fn a_salesforce_test_record_preflight_creates_is_deleted() {
+    let (vici, sf) = (VicidialSim::start().await, SalesforceSim::start().await);
+    let config = salesforce_config(&vici.base_url(), &sf, "", SALESFORCE_MAPPING);
+    let report = run(&config, pop_secrets("6666", "1234"), None, &with_contact(TEST_CONTACT_NEW)).await;
+    assert!(report.checks.iter().all(|c| c.status == Status::Pass), "{}", report.to_text());
+    let (_, sale) = status(&report, "sync.status.SALE");
+    assert!(sale.contains("at Closed Won"), "{sale}");
+    for object in ["Account", "Contact", "Opportunity", "Task"] {
+        assert_eq!(sf.count(object), 0, "{object} left");
+    }
 }

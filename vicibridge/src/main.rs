@@ -85,7 +85,9 @@ enum Command {
         /// A CRM record preflight may change and put back (what VICIdial's vendor_lead_code
         /// holds for it: a HubSpot contact id, a Salesforce Lead/Contact/Opportunity id): a
         /// synthetic call per mapped disposition goes through the worker to it and is read
-        /// back; its screen pop is rendered.
+        /// back; its screen pop is rendered. `new`: preflight creates a test record (HubSpot: a
+        /// contact with an open deal; Salesforce: an Account, Contact and open Opportunity) and
+        /// deletes it afterwards.
         #[arg(long)]
         test_contact: Option<String>,
         /// Leave what preflight created (the test lead, the test calls and tasks) for inspection.

@@ -137,6 +137,11 @@ pub trait SyncProbe: Send + Sync {
     async fn verify(&self, before: &RecordSnapshot, plan: &crate::plan::CallPlan) -> Result<Verified, ProbeError>;
     /// Puts the record's stage / status / do-not-call / sync state back as `before` held them.
     async fn restore(&self, before: &RecordSnapshot) -> Result<(), ProbeError>;
+    /// Creates a test record the sync can use (a person with an open deal / Opportunity where
+    /// the CRM has them); answers what VICIdial's `vendor_lead_code` would hold for it.
+    async fn create(&self) -> Result<String, ProbeError>;
+    /// Deletes what [`SyncProbe::create`] created for `vendor_lead_code`.
+    async fn delete(&self, vendor_lead_code: &str) -> Result<(), ProbeError>;
     /// Deletes the call and callback-task records these plans created; answers how many
     /// records were deleted.
     async fn remove(&self, plans: &[crate::plan::CallPlan]) -> Result<usize, ProbeError>;

@@ -16,7 +16,7 @@ use crate::client::error_summary;
 use crate::setup::{PropertySpec, SetupError, mismatch, required_properties};
 
 /// `/crm/v3/objects` → `/crm/v3/pipelines`; `/crm/objects/2026-03` → `/crm/pipelines/2026-03`.
-fn pipelines_path(objects_prefix: &str) -> String {
+pub(crate) fn pipelines_path(objects_prefix: &str) -> String {
     format!("{}/deals", objects_prefix.replacen("/objects", "/pipelines", 1))
 }
 

@@ -308,7 +308,10 @@ impl HubspotCrm {
         if millis(&got) == Some(cb.due_at.timestamp_millis()) {
             out.found.push(format!("callback task {id} due {due}"));
         } else {
-            out.problems.push(format!("callback task {id} is due {}, expected {due}", shown(&got)));
+            let got = millis(&got)
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map_or_else(|| shown(&got), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            out.problems.push(format!("callback task {id} is due {got}, expected {due}"));
         }
         if let Some(contact) = &state.contact
             && !self.linked("tasks", "contacts", &id).await?.contains(contact)
@@ -328,8 +331,96 @@ impl HubspotCrm {
     }
 }
 
+/// HubSpot's deal → contact association type.
+const DEAL_TO_CONTACT: u32 = 3;
+
+impl HubspotCrm {
+    /// One record created with `batch/create`; answers its id.
+    async fn create_one(&self, object: &str, input: Value) -> Result<String, ProbeError> {
+        let reply = self
+            .engine
+            .client
+            .post(&self.path(object, "batch/create"), &json!({"inputs": [input]}), "preflight.batch.create")
+            .await
+            .map_err(|e| ProbeError::Crm(e.to_string()))?;
+        let id = reply.body.get("results").and_then(Value::as_array).and_then(|r| r.first()).and_then(id_of);
+        match (reply.status, id) {
+            (200..=299, Some(id)) => Ok(id),
+            (status, _) => {
+                Err(ProbeError::Crm(format!("HubSpot {object} batch create: {status}: {}", error_summary(&reply.body))))
+            }
+        }
+    }
+
+    /// The last open stage of the first deal pipeline: one the default mapping moves no deal to.
+    async fn open_stage(&self) -> Result<(String, String), ProbeError> {
+        let path = crate::check::pipelines_path(&self.engine.cfg.objects_prefix);
+        let reply = self
+            .engine
+            .client
+            .send(reqwest::Method::GET, &path, None, "preflight.pipelines.read")
+            .await
+            .map_err(|e| ProbeError::Crm(e.to_string()))?;
+        let pipeline = reply.body.get("results").and_then(Value::as_array).and_then(|p| p.first());
+        let stage = pipeline
+            .and_then(|p| p.get("stages").and_then(Value::as_array))
+            .into_iter()
+            .flatten()
+            .filter(|s| s.pointer("/metadata/isClosed").and_then(Value::as_str) != Some("true"))
+            .filter_map(|s| s.get("id").and_then(Value::as_str))
+            .next_back();
+        match (pipeline.and_then(|p| p.get("id")).and_then(Value::as_str), stage) {
+            (Some(p), Some(s)) => Ok((p.to_owned(), s.to_owned())),
+            _ => Err(ProbeError::Crm(format!("HubSpot has no deal pipeline with an open stage ({})", reply.status))),
+        }
+    }
+}
+
 #[async_trait]
 impl SyncProbe for HubspotCrm {
+    async fn create(&self) -> Result<String, ProbeError> {
+        let tag = fastrand::u32(..1_000_000);
+        let email = format!("vbpreflight-{tag:06}@example.invalid");
+        let contact = self
+            .create_one(
+                "contacts",
+                json!({"properties": {"firstname": "vicibridge", "lastname": format!("preflight {tag:06}"), "email": email}}),
+            )
+            .await?;
+        let (pipeline, stage) = self.open_stage().await?;
+        let deal = self
+            .create_one(
+                "deals",
+                json!({
+                    "properties": {"dealname": format!("vicibridge preflight {tag:06}"), "pipeline": pipeline, "dealstage": stage},
+                    "associations": [{"to": {"id": contact}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": DEAL_TO_CONTACT}]}],
+                }),
+            )
+            .await;
+        let deal = match deal {
+            Ok(d) => d,
+            Err(e) => {
+                // Leave nothing half made.
+                let _ = self.write("contacts", "batch/archive", vec![json!({"id": contact})]).await;
+                return Err(e);
+            }
+        };
+        Ok(match self.engine.cfg.vendor_lead_code {
+            VendorLeadCode::ContactId => contact,
+            VendorLeadCode::DealId => deal,
+            VendorLeadCode::Email => email,
+        })
+    }
+
+    async fn delete(&self, vendor_lead_code: &str) -> Result<(), ProbeError> {
+        let snapshot = self.snapshot(vendor_lead_code).await?;
+        let state: State = serde_json::from_value(snapshot.state).map_err(|e| ProbeError::Record(e.to_string()))?;
+        let deals = state.deals.iter().map(|d| json!({"id": d.id})).collect();
+        self.write("deals", "batch/archive", deals).await?;
+        let contacts = state.contact.iter().map(|c| json!({"id": c})).collect();
+        self.write("contacts", "batch/archive", contacts).await
+    }
+
     async fn snapshot(&self, vendor_lead_code: &str) -> Result<RecordSnapshot, ProbeError> {
         let cfg = &self.engine.cfg;
         let r = vendor_lead_code.trim();

@@ -246,8 +246,86 @@ impl SalesforceCrm {
     }
 }
 
+impl SalesforceCrm {
+    /// `POST sobjects/{object}`; answers the new id.
+    async fn insert(&self, object: &str, fields: Value) -> Result<String, ProbeError> {
+        let path = format!("{}/sobjects/{object}", self.client().data_path());
+        let answer = self
+            .client()
+            .call("preflight.create", Method::POST, &path, Some(&fields))
+            .await
+            .map_err(|e| crm_error(format!("creating the test {object}: {}", e.reason())))?;
+        answer["id"].as_str().map(str::to_owned).ok_or_else(|| crm_error(format!("{object} created without an id")))
+    }
+
+    /// `DELETE composite/sobjects`: every id must go.
+    async fn delete_ids(&self, ids: &[String]) -> Result<usize, ProbeError> {
+        let mut deleted = 0;
+        for chunk in ids.chunks(sync::COLLECTION_MAX) {
+            let path =
+                format!("{}/composite/sobjects?ids={}&allOrNone=false", self.client().data_path(), chunk.join(","));
+            let answer = self
+                .client()
+                .call("preflight.delete", Method::DELETE, &path, None)
+                .await
+                .map_err(|e| crm_error(e.reason()))?;
+            let mut refused = Vec::new();
+            for r in answer.as_array().into_iter().flatten() {
+                if r["success"] == Value::Bool(true) {
+                    deleted += 1;
+                } else {
+                    let why = crate::client::ApiError::first(&r["errors"]).describe();
+                    refused.push(format!("{}: {why}", text(r, "id")));
+                }
+            }
+            if !refused.is_empty() {
+                return Err(ProbeError::Crm(format!("Salesforce refused to delete {}", refused.join("; "))));
+            }
+        }
+        Ok(deleted)
+    }
+}
+
 #[async_trait]
 impl SyncProbe for SalesforceCrm {
+    async fn create(&self) -> Result<String, ProbeError> {
+        let tag = format!("{:06}", chrono::Utc::now().timestamp_subsec_micros());
+        let stages = self
+            .query("SELECT ApiName FROM OpportunityStage WHERE IsActive = true AND IsClosed = false ORDER BY SortOrder")
+            .await?;
+        let stage = stages.first().map(|r| text(r, "ApiName")).filter(|s| !s.is_empty());
+        let stage = stage.ok_or_else(|| crm_error("the org has no open Opportunity stage"))?;
+        let account = self.insert("Account", json!({"Name": format!("vicibridge preflight {tag}")})).await?;
+        let made = async {
+            let contact = self
+                .insert("Contact", json!({"FirstName": "vicibridge", "LastName": format!("preflight {tag}"), "AccountId": account}))
+                .await?;
+            let close = (chrono::Utc::now() + chrono::Duration::days(30)).format("%Y-%m-%d").to_string();
+            self.insert(
+                "Opportunity",
+                json!({"Name": format!("vicibridge preflight {tag}"), "StageName": stage, "CloseDate": close, "AccountId": account}),
+            )
+            .await?;
+            Ok::<String, ProbeError>(contact)
+        }
+        .await;
+        if made.is_err() {
+            // Leave nothing half made: the Account takes its Contacts and Opportunities along.
+            let _ = self.delete_ids(std::slice::from_ref(&account)).await;
+        }
+        made
+    }
+
+    async fn delete(&self, vendor_lead_code: &str) -> Result<(), ProbeError> {
+        let id = vendor_lead_code.trim();
+        let rows = self.query(&format!("SELECT Id, AccountId FROM Contact WHERE Id IN ({})", quote(id))).await?;
+        let account = rows.first().map(|r| text(r, "AccountId")).filter(|a| !a.is_empty());
+        let mut ids: Vec<String> = self.contact_opportunities(id).await?;
+        ids.push(id.to_owned());
+        ids.extend(account);
+        self.delete_ids(&ids).await.map(|_| ())
+    }
+
     async fn snapshot(&self, vendor_lead_code: &str) -> Result<RecordSnapshot, ProbeError> {
         let id = vendor_lead_code.trim();
         if !is_salesforce_id(id) {
@@ -341,31 +419,6 @@ impl SyncProbe for SalesforceCrm {
         let keys: Vec<String> =
             plans.iter().flat_map(|p| [p.call_key.clone(), format!("{}{CALLBACK_SUFFIX}", p.call_key)]).collect();
         let ids: Vec<String> = self.tasks_by_key(&keys).await?.iter().map(|t| text(t, "Id")).collect();
-        let mut deleted = 0;
-        for chunk in ids.chunks(sync::COLLECTION_MAX) {
-            let path =
-                format!("{}/composite/sobjects?ids={}&allOrNone=false", self.client().data_path(), chunk.join(","));
-            let answer = self
-                .client()
-                .call("preflight.delete", Method::DELETE, &path, None)
-                .await
-                .map_err(|e| crm_error(e.reason()))?;
-            let mut refused = Vec::new();
-            for r in answer.as_array().into_iter().flatten() {
-                if r["success"] == Value::Bool(true) {
-                    deleted += 1;
-                } else {
-                    refused.push(format!(
-                        "{}: {}",
-                        text(r, "id"),
-                        crate::client::ApiError::first(&r["errors"]).describe()
-                    ));
-                }
-            }
-            if !refused.is_empty() {
-                return Err(ProbeError::Crm(format!("Salesforce refused to delete Task {}", refused.join("; "))));
-            }
-        }
-        Ok(deleted)
+        self.delete_ids(&ids).await
     }
 }

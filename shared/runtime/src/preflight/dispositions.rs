@@ -23,6 +23,13 @@ const RESTORE: &str = "sync.restore";
 const RESTORE_TITLE: &str = "The test record is put back as it was";
 const CLEANUP: &str = "sync.cleanup";
 const CLEANUP_TITLE: &str = "The calls and tasks preflight created are removed";
+const CREATE: &str = "sync.create";
+const CREATE_TITLE: &str = "A test record is created (--test-contact new)";
+const DELETE: &str = "sync.delete";
+const DELETE_TITLE: &str = "The test record preflight created is deleted";
+
+/// `--test-contact new`: preflight creates the test record and deletes it afterwards.
+pub const NEW: &str = "new";
 
 /// `lead_id` of the synthetic calls: no VICIdial lead, so nothing is looked up by it.
 pub(super) const LEAD_ID: &str = "999999999";
@@ -137,12 +144,47 @@ pub(super) async fn checks(
     if let Some(skip) = skipped(config, options) {
         return vec![skip];
     }
-    let Some(record) = options.test_contact.as_deref() else { return Vec::new() };
-    let (crm, probe) = match crate::crm::build_crm_with_probe(config, secrets, writer) {
+    let Some(named) = options.test_contact.as_deref() else { return Vec::new() };
+    let (crm, probe) = match crate::crm::build_crm_with_probe(config, secrets.clone(), writer.clone()) {
         Ok(Some(pair)) => pair,
         Ok(None) => return Vec::new(),
         Err(e) => return vec![Check::fail(RECORD, RECORD_TITLE, e.to_string())],
     };
+    let mut out = Vec::new();
+    let record = if named == NEW {
+        match probe.create().await {
+            Ok(r) => {
+                out.push(Check::pass(CREATE, CREATE_TITLE, format!("created; vendor_lead_code {r}")));
+                r
+            }
+            Err(e) => return vec![Check::fail(CREATE, CREATE_TITLE, e.to_string())],
+        }
+    } else {
+        named.to_owned()
+    };
+    out.extend(sync_lines(config, crm, probe.as_ref(), &record, options.keep).await);
+    out.extend(super::screen_pop::check(config, secrets, writer, &record).await);
+    if named == NEW {
+        out.push(if options.keep {
+            Check::new(DELETE, DELETE_TITLE, Status::Warn, format!("--keep: test record {record} left for inspection"))
+        } else {
+            match probe.delete(&record).await {
+                Ok(()) => Check::pass(DELETE, DELETE_TITLE, format!("test record {record} deleted")),
+                Err(e) => Check::fail(DELETE, DELETE_TITLE, format!("{e}: delete test record {record} by hand")),
+            }
+        });
+    }
+    out
+}
+
+/// The record line, one line per status, the restore and clean-up lines.
+async fn sync_lines(
+    config: &Config,
+    crm: Arc<dyn vicibridge_core::ports::Crm>,
+    probe: &dyn SyncProbe,
+    record: &str,
+    keep: bool,
+) -> Vec<Check> {
     let before = match probe.snapshot(record).await {
         Ok(s) => s,
         Err(e) => return vec![Check::fail(RECORD, RECORD_TITLE, format!("{record}: {e}"))],
@@ -166,7 +208,7 @@ pub(super) async fn checks(
         // Every synthetic call ends now: none is older than a call already on the record (the
         // sync would not let an older disposition move it), none newer than the next run's.
         let query = dispo_query(config, trial, record, &uniqueid, base, talk);
-        let (check, plan) = one(config, &worker, &map, probe.as_ref(), &before, trial, &query).await;
+        let (check, plan) = one(config, &worker, &map, probe, &before, trial, &query).await;
         out.push(check);
         if let Some(p) = plan {
             applied.push(p);
@@ -177,7 +219,7 @@ pub(super) async fn checks(
         Ok(()) => Check::pass(RESTORE, RESTORE_TITLE, before.summary.clone()),
         Err(e) => Check::fail(RESTORE, RESTORE_TITLE, format!("{e}: put it back by hand to {}", before.summary)),
     });
-    out.push(cleanup(probe.as_ref(), &applied, options.keep).await);
+    out.push(cleanup(probe, &applied, keep).await);
     out
 }
 

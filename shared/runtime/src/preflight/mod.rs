@@ -9,6 +9,8 @@ mod lead_injection;
 mod screen_pop;
 mod vicidial;
 
+pub use dispositions::NEW as TEST_CONTACT_NEW;
+
 use std::fmt;
 use std::sync::Arc;
 
@@ -110,7 +112,7 @@ pub struct Options {
     pub test_lead_phone: Option<String>,
     /// A CRM record (what VICIdial's `vendor_lead_code` holds for it) that preflight may change
     /// and put back: every mapped disposition is synced to it and read back, and its screen pop
-    /// rendered.
+    /// rendered. `new` ([`TEST_CONTACT_NEW`]): preflight creates one and deletes it afterwards.
     pub test_contact: Option<String>,
     /// Leave what preflight created, for inspection.
     pub keep: bool,
@@ -137,8 +139,7 @@ pub async fn run(
         checks.push(Check::skip(lead_injection::ID, lead_injection::TITLE, "not tried: a VICIdial line above failed"));
     }
     if crm_usable {
-        checks.extend(dispositions::checks(config, secrets.clone(), writer.clone(), options).await);
-        checks.extend(screen_pop::check(config, secrets, writer, options).await);
+        checks.extend(dispositions::checks(config, secrets, writer, options).await);
     } else if options.test_contact.is_some() {
         checks.push(Check::skip(dispositions::RECORD, dispositions::RECORD_TITLE, "not tried: the CRM login failed"));
     }

@@ -10,8 +10,8 @@ use vicibridge_core::config::{Config, CrmKind};
 use vicibridge_core::ports::{SecretStore, SecretWriter};
 use vicibridge_core::screen_pop::PopView;
 
+use super::Check;
 use super::dispositions::{AGENT, LEAD_ID};
-use super::{Check, Options};
 
 const ID: &str = "screen_pop.render";
 const TITLE: &str = "The screen pop shows the test record";
@@ -20,9 +20,8 @@ pub(super) async fn check(
     config: &Config,
     secrets: Arc<dyn SecretStore>,
     writer: Option<Arc<dyn SecretWriter>>,
-    options: &Options,
+    record: &str,
 ) -> Option<Check> {
-    let record = options.test_contact.as_deref()?;
     if !matches!(config.crm.kind, CrmKind::Hubspot | CrmKind::Salesforce) {
         return None;
     }
