@@ -16,9 +16,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use chrono::{DateTime, Duration, NaiveDate, Timelike, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Timelike, Utc};
 use chrono_tz::Tz;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 
@@ -119,8 +119,6 @@ struct Campaign {
     last_dispo: Option<DateTime<Utc>>,
     /// Calls started after `last_dispo` without a disposition: call → when it started.
     pending: HashMap<String, DateTime<Utc>>,
-    /// Hours of each dialer-local day with a disposition, as bits (bit h = hour h).
-    dispo_hours: BTreeMap<NaiveDate, u32>,
 }
 
 /// The tracker. Feed it with [`DispositionWatch::note`] in any order; ask with
@@ -130,6 +128,8 @@ pub struct DispositionWatch {
     after: Duration,
     tz: Tz,
     campaigns: BTreeMap<String, Campaign>,
+    /// The hours of today and yesterday with dispositions, per campaign (the silent check).
+    days: DispositionDays,
     /// What [`DispositionWatch::changes`] last reported, to report each change once.
     alerted_missing: BTreeSet<String>,
     alerted_silent: BTreeSet<String>,
@@ -143,6 +143,7 @@ impl DispositionWatch {
             after,
             tz,
             campaigns: BTreeMap::new(),
+            days: DispositionDays::default(),
             alerted_missing: BTreeSet::new(),
             alerted_silent: BTreeSet::new(),
         }
@@ -167,8 +168,7 @@ impl DispositionWatch {
                     c.last_dispo = Some(note.at);
                     c.pending.retain(|_, started| *started > note.at);
                 }
-                let local = note.at.with_timezone(&self.tz);
-                *c.dispo_hours.entry(local.date_naive()).or_default() |= 1 << local.hour();
+                self.days.note(&note.campaign, note.at.with_timezone(&self.tz).naive_local());
             }
         }
     }
@@ -176,25 +176,21 @@ impl DispositionWatch {
     /// Forgets what is older than [`KEEP`] before `now`.
     pub fn prune(&mut self, now: DateTime<Utc>) {
         let cutoff = now - KEEP;
-        let yesterday = self.today(now).pred_opt().unwrap_or(NaiveDate::MIN);
-        self.campaigns.retain(|_, c| {
+        self.days.prune(self.today(now));
+        let days = &self.days;
+        self.campaigns.retain(|id, c| {
             c.pending.retain(|_, started| *started >= cutoff);
-            c.dispo_hours.retain(|day, _| *day >= yesterday);
             if c.last_dispo.is_some_and(|last| last < cutoff) {
                 c.last_dispo = None;
             }
-            c.last_dispo.is_some() || !c.pending.is_empty() || !c.dispo_hours.is_empty()
+            c.last_dispo.is_some() || !c.pending.is_empty() || days.contains(id)
         });
     }
 
     /// Every campaign seen in the last two days, by campaign id.
     pub fn campaigns(&self, now: DateTime<Utc>) -> Vec<CampaignWatch> {
         let cutoff = now - KEEP;
-        let today = self.today(now);
-        let yesterday = today.pred_opt().unwrap_or(NaiveDate::MIN);
-        // Hours of today that are over.
-        let hour = now.with_timezone(&self.tz).hour();
-        let past_hours = (1u32 << hour) - 1;
+        let silent = self.days.silent(now.with_timezone(&self.tz).naive_local());
         self.campaigns
             .iter()
             .map(|(id, c)| {
@@ -204,19 +200,12 @@ impl DispositionWatch {
                     .copied()
                     .filter(|started| *started >= cutoff && now.signed_duration_since(*started) >= self.after)
                     .collect();
-                let hours = |campaign: &Campaign, day| campaign.dispo_hours.get(&day).copied().unwrap_or(0);
-                let others_today = self
-                    .campaigns
-                    .iter()
-                    .filter(|(other, _)| *other != id)
-                    .fold(0, |acc, (_, other)| acc | hours(other, today));
-                let silent = if hours(c, today) == 0 { hours(c, yesterday) & others_today & past_hours } else { 0 };
                 CampaignWatch {
                     campaign: id.clone(),
                     calls_without_disposition: late.len() as u64,
                     oldest_call_started_at: late.iter().min().copied(),
                     last_disposition_at: c.last_dispo.filter(|last| *last >= cutoff),
-                    silent_hours: (0..24).filter(|h| (silent & (1 << h)) != 0).collect(),
+                    silent_hours: silent.get(id).cloned().unwrap_or_default(),
                 }
             })
             .collect()
@@ -247,6 +236,141 @@ impl DispositionWatch {
 
     fn today(&self, now: DateTime<Utc>) -> NaiveDate {
         now.with_timezone(&self.tz).date_naive()
+    }
+}
+
+/// Hours of one dialer-local day, as bits (bit h = hour h, 0–23).
+pub type DayHours = u32;
+
+/// Of a [`DayHours`], the hours (0–23), in order.
+pub fn hours_of(bits: DayHours) -> Vec<u32> {
+    (0..24).filter(|h| bits & (1 << h) != 0).collect()
+}
+
+/// The silent-campaign rule, for one campaign at an hour of today (`hour_now`, the dialer's):
+/// the hours already over in which it sent dispositions `yesterday`, others sent some today
+/// (`others_today`), while it sent none today (`today`). Empty: not silent.
+pub fn silent_hours(today: DayHours, yesterday: DayHours, others_today: DayHours, hour_now: u32) -> DayHours {
+    let past_hours = (1u32 << hour_now.min(24)) - 1;
+    if today == 0 { yesterday & others_today & past_hours } else { 0 }
+}
+
+/// One campaign's dispositions by hour: the dialer-local `day` of its latest, and the hours of
+/// that day and of the day before with some.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignDays {
+    #[serde(rename = "d")]
+    pub day: NaiveDate,
+    #[serde(rename = "t")]
+    pub today: DayHours,
+    #[serde(rename = "y")]
+    pub yesterday: DayHours,
+}
+
+impl CampaignDays {
+    /// Its hours of `day` and of the day before (`(today, yesterday)` as seen on `day`).
+    pub fn on(&self, day: NaiveDate) -> (DayHours, DayHours) {
+        if self.day == day {
+            (self.today, self.yesterday)
+        } else if self.day.succ_opt() == Some(day) {
+            (0, self.today)
+        } else {
+            (0, 0)
+        }
+    }
+
+    /// A disposition at `local` (the dialer's clock): a later day rolls today into yesterday
+    /// (at the dialer's midnight), an older one than yesterday is of no use. Noting the same
+    /// hour twice changes nothing.
+    pub fn note(&mut self, local: NaiveDateTime) {
+        let (day, bit) = (local.date(), 1 << local.hour());
+        if day > self.day {
+            let (_, yesterday) = self.on(day);
+            *self = CampaignDays { day, today: 0, yesterday };
+        }
+        if day == self.day {
+            self.today |= bit;
+        } else if day.succ_opt() == Some(self.day) {
+            self.yesterday |= bit;
+        }
+    }
+}
+
+/// The dispositions of today and yesterday by hour, per campaign: all the silent-campaign
+/// check needs. Small enough to keep between the reconcile Lambda's runs (JSON in an SSM
+/// parameter, at most [`DispositionDays::MAX_CAMPAIGNS`]); `serve`'s [`DispositionWatch`]
+/// keeps one in memory.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DispositionDays {
+    campaigns: BTreeMap<String, CampaignDays>,
+}
+
+impl DispositionDays {
+    /// The most campaigns kept: with VICIdial's ids (at most 20 characters, an in-group's)
+    /// their JSON stays under SSM's 4 KB Standard parameter. Beyond it, the campaigns with the
+    /// oldest dispositions are dropped (and not checked).
+    pub const MAX_CAMPAIGNS: usize = 50;
+
+    /// A disposition of `campaign` at `local`, the dialer's clock.
+    pub fn note(&mut self, campaign: &str, local: NaiveDateTime) {
+        match self.campaigns.get_mut(campaign) {
+            Some(c) => c.note(local),
+            None => {
+                let mut c = CampaignDays { day: local.date(), today: 0, yesterday: 0 };
+                c.note(local);
+                self.campaigns.insert(campaign.to_owned(), c);
+            }
+        }
+    }
+
+    pub fn contains(&self, campaign: &str) -> bool {
+        self.campaigns.contains_key(campaign)
+    }
+
+    pub fn len(&self) -> usize {
+        self.campaigns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.campaigns.is_empty()
+    }
+
+    /// Forgets the campaigns with no disposition on `today` (the dialer's) or the day before.
+    pub fn prune(&mut self, today: NaiveDate) {
+        self.campaigns.retain(|_, c| c.on(today) != (0, 0));
+    }
+
+    /// Keeps at most `max` campaigns: those with the latest day, then the most hours.
+    pub fn cap(&mut self, max: usize) {
+        if self.campaigns.len() <= max {
+            return;
+        }
+        let mut ranked: Vec<(String, CampaignDays)> = std::mem::take(&mut self.campaigns).into_iter().collect();
+        ranked.sort_by(|(a, x), (b, y)| {
+            (y.day, (y.today | y.yesterday).count_ones(), a).cmp(&(x.day, (x.today | x.yesterday).count_ones(), b))
+        });
+        ranked.truncate(max);
+        self.campaigns = ranked.into_iter().collect();
+    }
+
+    /// The silent campaigns at `now` (the dialer's clock) with their silent hours, by
+    /// [`silent_hours`].
+    pub fn silent(&self, now: NaiveDateTime) -> BTreeMap<String, Vec<u32>> {
+        let today = now.date();
+        self.campaigns
+            .iter()
+            .filter_map(|(id, c)| {
+                let (own_today, own_yesterday) = c.on(today);
+                let others_today = self
+                    .campaigns
+                    .iter()
+                    .filter(|(other, _)| *other != id)
+                    .fold(0, |acc, (_, other)| acc | other.on(today).0);
+                let silent = silent_hours(own_today, own_yesterday, others_today, now.hour());
+                (silent != 0).then(|| (id.clone(), hours_of(silent)))
+            })
+            .collect()
     }
 }
 
@@ -370,5 +494,72 @@ mod tests {
         // The next day, pruned: yesterday is today's, the day before is gone.
         w.prune(at("2026-12-08T14:00:00Z"));
         assert!(!get(&w, "2026-12-08T16:00:00Z", "AFTERNOON").is_silent());
+    }
+
+    fn local(text: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").unwrap_or_default()
+    }
+
+    #[test]
+    fn the_hours_roll_over_at_the_dialers_midnight() {
+        let mut days = DispositionDays::default();
+        days.note("A", local("2026-12-06 09:10:00"));
+        days.note("A", local("2026-12-06 10:59:59"));
+        days.note("A", local("2026-12-06 10:00:00")); // replayed: hours are a set
+        days.note("B", local("2026-12-06 09:30:00"));
+        // The clock moves past midnight: yesterday's hours are the same, nobody's today yet.
+        assert!(days.silent(local("2026-12-06 23:59:59")).is_empty());
+        assert!(days.silent(local("2026-12-07 11:30:00")).is_empty(), "nobody worked today");
+        days.note("B", local("2026-12-07 09:05:00"));
+        days.note("B", local("2026-12-07 10:05:00"));
+        assert!(days.silent(local("2026-12-07 09:59:59")).is_empty(), "the 09:00 hour is not over");
+        assert_eq!(days.silent(local("2026-12-07 10:00:00")), BTreeMap::from([("A".to_owned(), vec![9])]));
+        assert_eq!(days.silent(local("2026-12-07 11:00:00")), BTreeMap::from([("A".to_owned(), vec![9, 10])]));
+        // A row of yesterday read late (a replayed window) still counts as yesterday's.
+        days.note("B", local("2026-12-06 08:00:00"));
+        assert_eq!(days.silent(local("2026-12-07 11:00:00")).len(), 1);
+        // The day after: B's today is yesterday, A's 6 December is forgotten.
+        assert!(days.silent(local("2026-12-08 12:00:00")).is_empty());
+        days.note("C", local("2026-12-08 09:15:00"));
+        assert_eq!(days.silent(local("2026-12-08 12:00:00")), BTreeMap::from([("B".to_owned(), vec![9])]));
+        days.prune(local("2026-12-08 12:00:00").date());
+        assert!(!days.contains("A") && days.contains("B") && days.contains("C"));
+        // Two days later with nothing noted: nothing is silent, everything is pruned.
+        assert!(days.silent(local("2026-12-10 12:00:00")).is_empty());
+        days.prune(local("2026-12-10 12:00:00").date());
+        assert!(days.is_empty());
+    }
+
+    #[test]
+    fn a_disposition_skipping_a_day_leaves_no_yesterday() {
+        let mut c = CampaignDays::default();
+        c.note(local("2026-12-05 09:00:00"));
+        c.note(local("2026-12-07 10:00:00"));
+        assert_eq!(c.on(local("2026-12-07 00:00:00").date()), (1 << 10, 0));
+        c.note(local("2026-12-05 11:00:00")); // older than yesterday: of no use
+        c.note(local("2026-12-06 11:00:00"));
+        assert_eq!(c.on(local("2026-12-07 00:00:00").date()), (1 << 10, 1 << 11));
+        assert_eq!(c.on(local("2026-12-08 00:00:00").date()), (0, 1 << 10));
+    }
+
+    #[test]
+    fn the_summary_fits_a_standard_ssm_parameter_and_keeps_the_latest_campaigns() {
+        let mut days = DispositionDays::default();
+        for i in 0..DispositionDays::MAX_CAMPAIGNS + 10 {
+            let day = if i < 10 { "2026-12-06" } else { "2026-12-07" };
+            for h in 0..24 {
+                days.note(&format!("INGROUP_{i:012}"), local(&format!("{day} {h:02}:00:00")));
+                days.note(
+                    &format!("INGROUP_{i:012}"),
+                    local(&format!("2026-12-0{} {h:02}:00:00", if i < 10 { 5 } else { 6 })),
+                );
+            }
+        }
+        days.cap(DispositionDays::MAX_CAMPAIGNS);
+        assert_eq!(days.len(), DispositionDays::MAX_CAMPAIGNS);
+        assert!(!days.contains("INGROUP_000000000009"), "the oldest go first");
+        let json = serde_json::to_string(&days).unwrap_or_default();
+        assert!(json.len() < 4096, "{} bytes", json.len());
+        assert_eq!(serde_json::from_str::<DispositionDays>(&json).ok(), Some(days));
     }
 }
