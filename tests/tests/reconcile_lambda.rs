@@ -130,7 +130,7 @@ async fn scheduled_runs_replay_each_missed_url_once() {
             let arn = secret(moto, reports_pass).await;
             let secrets = Arc::new(SecretsManagerStore::new(moto.secrets_manager(), arn));
             let queue = SqsQueue::new(moto.sqs(), queue_url);
-            ReconcileFunction::new(&config(&sim.base_url(), reconcile), secrets, queue, checkpoint).unwrap()
+            ReconcileFunction::new(&config(&sim.base_url(), reconcile), secrets, queue, checkpoint, None).unwrap()
         }
     };
 

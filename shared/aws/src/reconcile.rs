@@ -13,8 +13,11 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 use vicibridge_core::config::Config;
 use vicibridge_core::ports::SecretStore;
+use vicibridge_core::watchdog::dispositions::DispositionDays;
 use vicibridge_runtime::Ingest;
-use vicibridge_runtime::reconcile::{Checkpoint, ReconcileError, ReconcileReport, Reconciler, report_failure};
+use vicibridge_runtime::reconcile::{
+    Checkpoint, DispositionMemory, ReconcileError, ReconcileReport, Reconciler, report_failure,
+};
 use vicibridge_vicidial::url_log::{UrlLogClient, UrlLogOptions};
 
 use crate::config_source::{aws_config, load_config, sdk_error_message};
@@ -26,7 +29,10 @@ use crate::sqs::SqsQueue;
 
 /// Name of the SSM parameter holding the checkpoint.
 pub const CHECKPOINT_ENV: &str = "VICIBRIDGE_RECONCILE_CHECKPOINT";
-/// The checkpoint's value before the first run (CloudFormation needs a non-empty value).
+/// Name of the SSM parameter holding the silent-campaign check's summary (optional: without
+/// it the check is off).
+pub const DISPOSITION_WATCH_ENV: &str = "VICIBRIDGE_DISPOSITION_WATCH";
+/// The checkpoint's (and the summary's) value before the first run (CloudFormation needs a non-empty value).
 pub const NO_CHECKPOINT: &str = "none";
 /// One day's URL Log Report download; a run starts no download that could outlast the
 /// function's timeout (infra/template.yaml: 300 s).
@@ -45,11 +51,9 @@ impl SsmCheckpoint {
     pub fn new(client: aws_sdk_ssm::Client, name: impl Into<String>) -> Self {
         SsmCheckpoint { client, name: name.into() }
     }
-}
 
-#[async_trait]
-impl Checkpoint for SsmCheckpoint {
-    async fn load(&self) -> Result<Option<DateTime<Utc>>, String> {
+    /// The parameter's value; `None` while it is [`NO_CHECKPOINT`].
+    async fn get(&self) -> Result<Option<String>, String> {
         let out = self
             .client
             .get_parameter()
@@ -58,24 +62,63 @@ impl Checkpoint for SsmCheckpoint {
             .await
             .map_err(|e| format!("SSM GetParameter {}: {}", self.name, sdk_error_message(&e)))?;
         let value = out.parameter().and_then(|p| p.value()).unwrap_or(NO_CHECKPOINT).trim();
-        if value == NO_CHECKPOINT {
-            return Ok(None);
-        }
-        DateTime::parse_from_rfc3339(value).map(|t| Some(t.with_timezone(&Utc))).map_err(|_| {
-            format!("SSM parameter {} holds {value:?}, not an RFC 3339 time or {NO_CHECKPOINT:?}", self.name)
-        })
+        Ok((value != NO_CHECKPOINT).then(|| value.to_owned()))
     }
 
-    async fn save(&self, at: DateTime<Utc>) -> Result<(), String> {
+    async fn put(&self, value: String) -> Result<(), String> {
         self.client
             .put_parameter()
             .name(&self.name)
-            .value(at.to_rfc3339())
+            .value(value)
             .overwrite(true)
             .send()
             .await
             .map(drop)
             .map_err(|e| format!("SSM PutParameter {}: {}", self.name, sdk_error_message(&e)))
+    }
+}
+
+#[async_trait]
+impl Checkpoint for SsmCheckpoint {
+    async fn load(&self) -> Result<Option<DateTime<Utc>>, String> {
+        let Some(value) = self.get().await? else {
+            return Ok(None);
+        };
+        DateTime::parse_from_rfc3339(&value).map(|t| Some(t.with_timezone(&Utc))).map_err(|_| {
+            format!("SSM parameter {} holds {value:?}, not an RFC 3339 time or {NO_CHECKPOINT:?}", self.name)
+        })
+    }
+
+    async fn save(&self, at: DateTime<Utc>) -> Result<(), String> {
+        self.put(at.to_rfc3339()).await
+    }
+}
+
+/// The silent-campaign check's summary in an SSM String parameter, as JSON (under 4 KB: at
+/// most [`DispositionDays::MAX_CAMPAIGNS`] campaigns).
+#[derive(Debug, Clone)]
+pub struct SsmDispositionMemory(SsmCheckpoint);
+
+impl SsmDispositionMemory {
+    pub fn new(client: aws_sdk_ssm::Client, name: impl Into<String>) -> Self {
+        SsmDispositionMemory(SsmCheckpoint::new(client, name))
+    }
+}
+
+#[async_trait]
+impl DispositionMemory for SsmDispositionMemory {
+    async fn load(&self) -> Result<DispositionDays, String> {
+        let Some(value) = self.0.get().await? else {
+            return Ok(DispositionDays::default());
+        };
+        serde_json::from_str(&value).map_err(|e| {
+            format!("SSM parameter {} holds no summary ({e}); put {NO_CHECKPOINT:?} in it to start afresh", self.0.name)
+        })
+    }
+
+    async fn save(&self, days: &DispositionDays) -> Result<(), String> {
+        let json = serde_json::to_string(days).map_err(|e| e.to_string())?;
+        self.0.put(json).await
     }
 }
 
@@ -88,6 +131,8 @@ pub struct ReconcileFunction {
     /// The disposition watchdog: `[watchdogs] calls_without_disposition_after_minutes` and the
     /// slice of starts each run counts (the run interval, at least an hour); `None`: off.
     watch: Option<(chrono::Duration, chrono::Duration)>,
+    /// The silent-campaign check's summary between runs; `None`: the check is off.
+    memory: Option<Arc<dyn DispositionMemory>>,
 }
 
 impl std::fmt::Debug for ReconcileFunction {
@@ -98,12 +143,14 @@ impl std::fmt::Debug for ReconcileFunction {
 
 impl ReconcileFunction {
     /// The reconciler of `config`: the URL Log Report with the reports user of `secrets`,
-    /// the normal ingest onto `crm_events`.
+    /// the normal ingest onto `crm_events`; `memory`: the silent-campaign check's summary
+    /// (with the disposition watchdog on).
     pub fn new(
         config: &Config,
         secrets: Arc<dyn SecretStore>,
         crm_events: SqsQueue,
         checkpoint: Arc<dyn Checkpoint>,
+        memory: Option<Arc<dyn DispositionMemory>>,
     ) -> Result<Self, InitError> {
         let options = UrlLogOptions { timeout: REPORT_TIMEOUT, ..UrlLogOptions::default() };
         let client = UrlLogClient::new(&config.vicidial.base_url, secrets.clone(), options)?;
@@ -117,6 +164,7 @@ impl ReconcileFunction {
                     (after, chrono::Duration::minutes(i64::from(r.interval_minutes)).max(chrono::Duration::hours(1)))
                 },
             ),
+            memory,
         })
     }
 
@@ -134,10 +182,20 @@ impl ReconcileFunction {
         }
         let mut report = result?;
         if let Some((after, slice)) = self.watch {
-            match self.reconciler.watch_dispositions(after, slice, Utc::now(), Some(stop_by)).await {
+            // The dispositions of the reconcile window and of the watchdog's: overlapping
+            // windows (and a window read again after a failure) note the same hours again.
+            let mut seen = std::mem::take(&mut report.dispositions);
+            let now = Utc::now();
+            match self.reconciler.watch_dispositions(after, slice, now, Some(stop_by), &mut seen).await {
                 Ok(found) => report.calls_without_disposition = found,
                 Err(e) => {
                     warn!(error = %e, "disposition watchdog: cannot read VICIdial's URL log; the next run looks again")
+                }
+            }
+            if let Some(memory) = &self.memory {
+                match self.reconciler.check_silent(memory.as_ref(), &seen, now).await {
+                    Ok(silent) => report.silent_campaigns = silent,
+                    Err(e) => warn!(error = %e, "silent-campaign check: skipped this run"),
                 }
             }
         }
@@ -153,7 +211,11 @@ pub async fn run_reconcile() -> Result<(), lambda_runtime::Error> {
         let config = load_config().await?;
         let secrets = Arc::new(SecretsManagerStore::new(WORKER.secrets_manager(sdk), secret_id));
         let checkpoint = Arc::new(SsmCheckpoint::new(WORKER.ssm(sdk), checkpoint));
-        ReconcileFunction::new(&config, secrets, SqsQueue::new(WORKER.sqs(sdk), queue_url), checkpoint)
+        let memory = std::env::var(DISPOSITION_WATCH_ENV)
+            .ok()
+            .filter(|name| !name.is_empty())
+            .map(|name| Arc::new(SsmDispositionMemory::new(WORKER.ssm(sdk), name)) as Arc<dyn DispositionMemory>);
+        ReconcileFunction::new(&config, secrets, SqsQueue::new(WORKER.sqs(sdk), queue_url), checkpoint, memory)
     }))
     .await;
     let (function, metrics) = (&function, &metrics);

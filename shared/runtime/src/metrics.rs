@@ -48,3 +48,7 @@ pub const RECONCILE_REPLAYED: &str = "ReconcileReplayed";
 /// calls_without_disposition_after_minutes` or more ago with no disposition since, by
 /// `campaign`; without a campaign, the largest of them (the CallsWithoutDispositionAlarm).
 pub const CALLS_WITHOUT_DISPOSITION: &str = "CallsWithoutDisposition";
+/// The silent-campaign check (reconcile Lambda): 1 per campaign that sent dispositions
+/// yesterday and none today while others did in its hours, by `campaign`; without a campaign,
+/// how many are silent (0 when none; the SilentCampaignAlarm).
+pub const SILENT_CAMPAIGNS: &str = "SilentCampaigns";

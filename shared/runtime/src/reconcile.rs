@@ -18,7 +18,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 use vicibridge_core::config::Tz;
-use vicibridge_core::watchdog::dispositions::{CallNote, DispositionWatch};
+use vicibridge_core::watchdog::dispositions::{CallNote, CallNoteKind, DispositionDays, DispositionWatch};
 use vicibridge_vicidial::url_log::{DayWindow, LoggedAnswer, UrlLogClient, UrlLogError, UrlLogRow, UrlType};
 use vicibridge_vicidial::{CallUrl, VicidialQuery, to_event};
 
@@ -92,6 +92,14 @@ pub trait Checkpoint: Send + Sync {
     async fn save(&self, at: DateTime<Utc>) -> Result<(), String>;
 }
 
+/// What the reconcile Lambda remembers between runs for the silent-campaign check (an SSM
+/// parameter): the dispositions of today and yesterday by campaign and hour.
+#[async_trait]
+pub trait DispositionMemory: Send + Sync {
+    async fn load(&self) -> Result<DispositionDays, String>;
+    async fn save(&self, days: &DispositionDays) -> Result<(), String>;
+}
+
 /// Where a run's progress goes (a progress bar in the CLI).
 pub trait Progress: Send + Sync {
     /// A day's rows were downloaded.
@@ -136,6 +144,14 @@ pub struct ReconcileReport {
     /// campaigns with calls without a disposition, and how many.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub calls_without_disposition: BTreeMap<String, u64>,
+    /// The silent-campaign check of the reconcile Lambda ([`Reconciler::check_silent`]): the
+    /// silent campaigns, with the hours (of the dialer's day) in which they are.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub silent_campaigns: BTreeMap<String, Vec<u32>>,
+    /// The Dispo Call URLs of the rows read, by campaign and hour of the dialer's clock (the
+    /// logged `url_date`): what the silent-campaign check learns from this run.
+    #[serde(skip)]
+    pub dispositions: DispositionDays,
 }
 
 impl ReconcileReport {
@@ -155,6 +171,8 @@ pub enum ReconcileError {
     Checkpoint(String),
     #[error("no time left in this run to read VICIdial's URL log")]
     OutOfTime,
+    #[error("silent-campaign summary: {0}")]
+    DispositionMemory(String),
 }
 
 impl ReconcileError {
@@ -163,7 +181,10 @@ impl ReconcileError {
     pub fn needs_operator(&self) -> bool {
         match self {
             ReconcileError::UrlLog(e) => !e.is_retryable(),
-            ReconcileError::EmptyWindow { .. } | ReconcileError::Checkpoint(_) | ReconcileError::OutOfTime => false,
+            ReconcileError::EmptyWindow { .. }
+            | ReconcileError::Checkpoint(_)
+            | ReconcileError::OutOfTime
+            | ReconcileError::DispositionMemory(_) => false,
         }
     }
 }
@@ -250,6 +271,9 @@ impl Reconciler {
                     break 'days;
                 }
                 report.rows_read += 1;
+                if let Some(note) = self.dispo_note(row) {
+                    report.dispositions.note(&note.campaign, row.url_date);
+                }
                 let failures = report.queue_failures;
                 self.handle(row, now, dry_run, &mut report).await;
                 if report.queue_failures > failures && report.resume_at.is_none() {
@@ -328,6 +352,7 @@ impl Reconciler {
         slice: chrono::Duration,
         now: DateTime<Utc>,
         deadline: Option<Instant>,
+        days: &mut DispositionDays,
     ) -> Result<BTreeMap<String, u64>, ReconcileError> {
         let local = |t: DateTime<Utc>| t.with_timezone(&self.server_tz).naive_local();
         let mut watch = DispositionWatch::new(after, self.server_tz);
@@ -345,10 +370,10 @@ impl Reconciler {
                 }
                 let piece = self.client.fetch(window, types).await?;
                 for row in &piece.rows {
-                    let Some((url, query)) = our_route(&row.url) else { continue };
-                    if let Ok(event) = to_event(url, &VicidialQuery::parse(query))
-                        && let Some(note) = CallNote::from_event(&event, self.utc(row.url_date))
-                    {
+                    if let Some(note) = self.call_note(row) {
+                        if note.kind == CallNoteKind::Dispo {
+                            days.note(&note.campaign, row.url_date);
+                        }
                         watch.note(&note);
                     }
                 }
@@ -370,6 +395,58 @@ impl Reconciler {
         }
         metrics::histogram!(m::CALLS_WITHOUT_DISPOSITION).record(found.values().copied().max().unwrap_or(0) as f64);
         Ok(found)
+    }
+
+    /// The silent-campaign check where a summary stays between runs (the reconcile Lambda):
+    /// loads it from `memory`, adds `seen` (the dispositions this run read), forgets the days
+    /// before yesterday and keeps at most [`DispositionDays::MAX_CAMPAIGNS`], saves it when it
+    /// changed, and answers the silent campaigns at `now` ([`DispositionDays::silent`], the
+    /// rule `serve` applies too). Logs a warning per silent campaign and emits
+    /// [`m::SILENT_CAMPAIGNS`] per campaign (1) and without one (how many). When the summary
+    /// cannot be read it checks nothing (saving over it would forget yesterday).
+    pub async fn check_silent(
+        &self,
+        memory: &dyn DispositionMemory,
+        seen: &DispositionDays,
+        now: DateTime<Utc>,
+    ) -> Result<BTreeMap<String, Vec<u32>>, ReconcileError> {
+        let local = now.with_timezone(&self.server_tz).naive_local();
+        let stored = memory.load().await.map_err(ReconcileError::DispositionMemory)?;
+        let mut days = stored.clone();
+        days.merge(seen);
+        days.prune(local.date());
+        days.cap(DispositionDays::MAX_CAMPAIGNS);
+        if days != stored
+            && let Err(e) = memory.save(&days).await
+        {
+            warn!(error = %e, "silent-campaign check: cannot save what this run read; the next run reads its last hours again");
+        }
+        let silent = days.silent(local);
+        for (campaign, hours) in &silent {
+            warn!(
+                campaign = %campaign,
+                hours = ?hours,
+                "silent campaign: it sent dispositions yesterday and none today, while other campaigns did in the same hours; check the campaign's Dispo Call URL in VICIdial"
+            );
+            metrics::histogram!(m::SILENT_CAMPAIGNS, "campaign" => campaign.clone()).record(1.0);
+        }
+        metrics::histogram!(m::SILENT_CAMPAIGNS).record(silent.len() as f64);
+        Ok(silent)
+    }
+
+    /// A logged Start or Dispo Call URL of ours as the disposition watchdog's note.
+    fn call_note(&self, row: &UrlLogRow) -> Option<CallNote> {
+        let (url, query) = our_route(&row.url)?;
+        let event = to_event(url, &VicidialQuery::parse(query)).ok()?;
+        CallNote::from_event(&event, self.utc(row.url_date))
+    }
+
+    /// [`Reconciler::call_note`] of a Dispo Call URL only.
+    fn dispo_note(&self, row: &UrlLogRow) -> Option<CallNote> {
+        match our_route(&row.url) {
+            Some((CallUrl::Dispo, _)) => self.call_note(row),
+            _ => None,
+        }
     }
 
     /// A dialer-local time as UTC (the earlier one in a DST fold).

@@ -324,6 +324,19 @@ impl DispositionDays {
         }
     }
 
+    /// Adds what `other` holds (the same as noting its dispositions again: hours are sets).
+    pub fn merge(&mut self, other: &DispositionDays) {
+        for (campaign, c) in &other.campaigns {
+            for (day, bits) in [(Some(c.day), c.today), (c.day.pred_opt(), c.yesterday)] {
+                for hour in hours_of(bits) {
+                    if let Some(at) = day.and_then(|d| d.and_hms_opt(hour, 0, 0)) {
+                        self.note(campaign, at);
+                    }
+                }
+            }
+        }
+    }
+
     pub fn contains(&self, campaign: &str) -> bool {
         self.campaigns.contains_key(campaign)
     }
@@ -558,6 +571,10 @@ mod tests {
         days.cap(DispositionDays::MAX_CAMPAIGNS);
         assert_eq!(days.len(), DispositionDays::MAX_CAMPAIGNS);
         assert!(!days.contains("INGROUP_000000000009"), "the oldest go first");
+        let mut again = DispositionDays::default();
+        again.merge(&days);
+        again.merge(&days);
+        assert_eq!(again, days, "merging is noting again: nothing counts twice");
         let json = serde_json::to_string(&days).unwrap_or_default();
         assert!(json.len() < 4096, "{} bytes", json.len());
         assert_eq!(serde_json::from_str::<DispositionDays>(&json).ok(), Some(days));
