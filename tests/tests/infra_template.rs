@@ -36,6 +36,7 @@ const EMITTED: &[&str] = &[
     m::RECONCILE_MISSING,
     m::RECONCILE_REPLAYED,
     m::CALLS_WITHOUT_DISPOSITION,
+    m::SILENT_CAMPAIGNS,
 ];
 
 fn template() -> Yaml {
@@ -143,6 +144,8 @@ fn the_dashboard_shows_only_metrics_the_code_emits_and_all_the_operator_needs() 
         m::UNMAPPED_DISPOSITIONS,
         m::BRIDGE_ID_NOT_FOUND,
         m::BRIDGE_ID_LOOKUPS,
+        m::CALLS_WITHOUT_DISPOSITION,
+        m::SILENT_CAMPAIGNS,
     ] {
         assert!(ours.contains(needed), "the dashboard lacks {needed}");
     }
