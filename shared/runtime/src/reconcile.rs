@@ -415,7 +415,7 @@ impl Reconciler {
         let mut days = stored.clone();
         days.merge(seen);
         days.prune(local.date());
-        days.cap(DispositionDays::MAX_CAMPAIGNS);
+        days.cap(DispositionDays::MAX_CAMPAIGNS, local.date());
         if days != stored
             && let Err(e) = memory.save(&days).await
         {

@@ -309,7 +309,7 @@ pub struct DispositionDays {
 impl DispositionDays {
     /// The most campaigns kept: with VICIdial's ids (at most 20 characters, an in-group's)
     /// their JSON stays under SSM's 4 KB Standard parameter. Beyond it, the campaigns with the
-    /// oldest dispositions are dropped (and not checked).
+    /// fewest hours with dispositions today and yesterday are dropped (and not checked).
     pub const MAX_CAMPAIGNS: usize = 50;
 
     /// A disposition of `campaign` at `local`, the dialer's clock.
@@ -354,15 +354,18 @@ impl DispositionDays {
         self.campaigns.retain(|_, c| c.on(today) != (0, 0));
     }
 
-    /// Keeps at most `max` campaigns: those with the latest day, then the most hours.
-    pub fn cap(&mut self, max: usize) {
+    /// Keeps at most `max` campaigns: those with the most hours with dispositions `today` and
+    /// the day before (a silent campaign ranks by its yesterday, like one that works).
+    pub fn cap(&mut self, max: usize, today: NaiveDate) {
         if self.campaigns.len() <= max {
             return;
         }
+        let hours = |c: &CampaignDays| {
+            let (t, y) = c.on(today);
+            t.count_ones() + y.count_ones()
+        };
         let mut ranked: Vec<(String, CampaignDays)> = std::mem::take(&mut self.campaigns).into_iter().collect();
-        ranked.sort_by(|(a, x), (b, y)| {
-            (y.day, (y.today | y.yesterday).count_ones(), a).cmp(&(x.day, (x.today | x.yesterday).count_ones(), b))
-        });
+        ranked.sort_by(|(a, x), (b, y)| (hours(y), a).cmp(&(hours(x), b)));
         ranked.truncate(max);
         self.campaigns = ranked.into_iter().collect();
     }
@@ -568,9 +571,10 @@ mod tests {
                 );
             }
         }
-        days.cap(DispositionDays::MAX_CAMPAIGNS);
+        days.cap(DispositionDays::MAX_CAMPAIGNS, local("2026-12-07 12:00:00").date());
         assert_eq!(days.len(), DispositionDays::MAX_CAMPAIGNS);
-        assert!(!days.contains("INGROUP_000000000009"), "the oldest go first");
+        assert!(!days.contains("INGROUP_000000000009"), "those with the fewest hours go first");
+        assert!(days.contains("INGROUP_000000000010"));
         let mut again = DispositionDays::default();
         again.merge(&days);
         again.merge(&days);
