@@ -30,6 +30,11 @@ pub struct DispositionWatchStatus {
 /// the request's path (a crash loses at most this much of the watch, never an event).
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 
+/// Notes per database job. The queue has one writer, and VICIdial's requests wait for the
+/// group commit a job runs in: a busy second's notes in one job held them ~35 ms (p99 3.9 →
+/// 38 ms at 30k dispositions/s, BENCHMARKS.md); small jobs, one after another, go in between.
+const SAVE_CHUNK: usize = 256;
+
 pub struct LocalDispositionWatch {
     watch: Mutex<DispositionWatch>,
     /// Noted, not written to the database yet.
@@ -84,9 +89,15 @@ impl LocalDispositionWatch {
         if notes.is_empty() {
             return;
         }
-        let n = notes.len();
-        if let Err(e) = self.store.note_calls(notes).await {
-            warn!(watchdog = "dispositions", error = %e, calls = n, "disposition watchdog: cannot store calls; a restart forgets them");
+        let mut rest = notes;
+        while !rest.is_empty() {
+            let after = rest.split_off(rest.len().min(SAVE_CHUNK));
+            let chunk = std::mem::replace(&mut rest, after);
+            let unsaved = chunk.len() + rest.len();
+            if let Err(e) = self.store.note_calls(chunk).await {
+                warn!(watchdog = "dispositions", error = %e, calls = unsaved, "disposition watchdog: cannot store calls; a restart forgets them");
+                return;
+            }
         }
     }
 
