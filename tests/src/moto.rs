@@ -79,6 +79,19 @@ impl Moto {
     }
 
     /// Creates a standard queue with the given attributes; returns its URL.
+    /// Creates a secret holding `value` (JSON) under a name of its own; returns its ARN.
+    pub async fn create_secret(&self, value: &serde_json::Value) -> String {
+        let out = self
+            .secrets_manager()
+            .create_secret()
+            .name(format!("vicibridge-{}", fastrand::u64(..)))
+            .secret_string(value.to_string())
+            .send()
+            .await
+            .unwrap();
+        out.arn().unwrap().to_owned()
+    }
+
     pub async fn create_queue(&self, name: &str, attributes: &[(QueueAttributeName, &str)]) -> String {
         let mut request = self.sqs().create_queue().queue_name(name);
         for (key, value) in attributes {

@@ -90,12 +90,9 @@ fn recorded_of(snapshotter: &Snapshotter, name: &str) -> BTreeMap<String, Vec<f6
     out
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_campaign_whose_calls_get_no_disposition_raises_the_metric_until_one_arrives() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder.install().unwrap();
-
+/// moto with the crm-events queue and a secret naming the reports user, and the URL Log Report
+/// that user may read: (moto, report, queue URL, secret ARN).
+async fn aws_and_url_log() -> (Moto, UrlLogSim, String, String) {
     let moto = Moto::start().await;
     let sim = UrlLogSim::start().await;
     sim.add_user(ReportsUser::allowed("reports", REPORTS_PASS));
@@ -104,17 +101,17 @@ async fn a_campaign_whose_calls_get_no_disposition_raises_the_metric_until_one_a
         "ingest_tokens": [TOKEN],
         "vicidial": {"api_user": "vicibridge", "api_pass": "x", "reports_user": "reports", "reports_pass": REPORTS_PASS}
     });
-    let arn = moto
-        .secrets_manager()
-        .create_secret()
-        .name(format!("vicibridge-{}", fastrand::u64(..)))
-        .secret_string(value.to_string())
-        .send()
-        .await
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_owned();
+    let arn = moto.create_secret(&value).await;
+    (moto, sim, queue_url, arn)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_campaign_whose_calls_get_no_disposition_raises_the_metric_until_one_arrives() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder.install().unwrap();
+
+    let (moto, sim, queue_url, arn) = aws_and_url_log().await;
     let function = |after_minutes: u32| {
         let (moto, sim, queue_url, arn) = (&moto, &sim, &queue_url, &arn);
         async move {
@@ -188,25 +185,7 @@ async fn a_campaign_silent_today_in_hours_others_work_raises_silent_campaigns_un
     let snapshotter = recorder.snapshotter();
     recorder.install().unwrap();
 
-    let moto = Moto::start().await;
-    let sim = UrlLogSim::start().await;
-    sim.add_user(ReportsUser::allowed("reports", REPORTS_PASS));
-    let queue_url = moto.create_queue("crm-events", &[]).await;
-    let value = serde_json::json!({
-        "ingest_tokens": [TOKEN],
-        "vicidial": {"api_user": "vicibridge", "api_pass": "x", "reports_user": "reports", "reports_pass": REPORTS_PASS}
-    });
-    let arn = moto
-        .secrets_manager()
-        .create_secret()
-        .name(format!("vicibridge-{}", fastrand::u64(..)))
-        .secret_string(value.to_string())
-        .send()
-        .await
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_owned();
+    let (moto, sim, queue_url, arn) = aws_and_url_log().await;
     let ssm = moto.ssm();
     let string = aws_sdk_ssm::types::ParameterType::String;
     let (checkpoint, summary) = (

@@ -67,9 +67,7 @@ async fn secret(moto: &Moto, reports_pass: &str) -> String {
         "ingest_tokens": ["a-newer-token-rotated-in"],
         "vicidial": {"api_user": "vicibridge", "api_pass": "x", "reports_user": "reports", "reports_pass": reports_pass}
     });
-    let name = format!("vicibridge-{}", fastrand::u64(..));
-    let out = moto.secrets_manager().create_secret().name(name).secret_string(value.to_string()).send().await.unwrap();
-    out.arn().unwrap().to_owned()
+    moto.create_secret(&value).await
 }
 
 async fn queued_keys(moto: &Moto, queue_url: &str) -> HashMap<String, usize> {

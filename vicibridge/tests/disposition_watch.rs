@@ -46,26 +46,8 @@ async fn send(serve: &Serve, campaign: &str, uniqueid: &str, at: DateTime<Utc>, 
     assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
 }
 
-async fn status_json(serve: &Serve) -> Value {
-    let body = reqwest::get(format!("{}/status.json", serve.base)).await.unwrap().text().await.unwrap();
-    serde_json::from_str(&body).unwrap()
-}
-
 fn campaign<'a>(status: &'a Value, id: &str) -> Option<&'a Value> {
     status["disposition_watch"]["campaigns"].as_array()?.iter().find(|c| c["campaign"] == id)
-}
-
-/// Polls `/status.json` until `done` holds.
-async fn wait_status(serve: &Serve, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let status = status_json(serve).await;
-        if done(&status) {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {status:#}\nlog:\n{}", serve.log_text());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Log lines holding every one of `parts`.
@@ -113,11 +95,12 @@ async fn a_campaign_without_dispositions_is_reported_until_one_arrives() {
     send(&serve, "SPANISH", "1795500200.1", last_hour.to_utc() - chrono::Duration::days(1), Some("SALE")).await;
 
     let silent_hour = last_hour.hour();
-    let status = wait_status(&serve, "CLONED and SPANISH on /status.json", |s| {
-        campaign(s, "CLONED").is_some_and(|c| c["calls_without_disposition"] == 2)
-            && campaign(s, "SPANISH").is_some_and(|c| c["silent_hours"] == serde_json::json!([silent_hour]))
-    })
-    .await;
+    let status = serve
+        .wait_status("CLONED and SPANISH on /status.json", |s| {
+            campaign(s, "CLONED").is_some_and(|c| c["calls_without_disposition"] == 2)
+                && campaign(s, "SPANISH").is_some_and(|c| c["silent_hours"] == serde_json::json!([silent_hour]))
+        })
+        .await;
     assert_eq!(status["disposition_watch"]["after_minutes"], 120);
     let cloned = campaign(&status, "CLONED").unwrap();
     assert_eq!(cloned["oldest_call_started_at"].as_str().unwrap(), hours(3).format("%Y-%m-%dT%H:%M:%SZ").to_string());
@@ -155,7 +138,7 @@ async fn a_campaign_without_dispositions_is_reported_until_one_arrives() {
     // A restart remembers the calls (and reports them again, once).
     serve.stop();
     let serve = Serve::start(&config, &secrets, &data, "serve-2.log");
-    let status = status_json(&serve).await;
+    let status = serve.status_json().await;
     assert_eq!(campaign(&status, "CLONED").unwrap()["calls_without_disposition"], 2, "{status:#}");
     wait_log(&serve, "CLONED missing after the restart", &[MISSING, "\"campaign\":\"CLONED\""]).await;
 
@@ -163,11 +146,12 @@ async fn a_campaign_without_dispositions_is_reported_until_one_arrives() {
     send(&serve, "CLONED", "1795500000.4", now - chrono::Duration::minutes(5), None).await;
     send(&serve, "CLONED", "1795500000.4", now, Some("NI")).await;
     send(&serve, "SPANISH", "1795500200.2", now, Some("NI")).await;
-    wait_status(&serve, "CLONED and SPANISH cleared", |s| {
-        campaign(s, "CLONED").is_some_and(|c| c["calls_without_disposition"] == 0)
-            && campaign(s, "SPANISH").is_some_and(|c| c["silent_hours"] == serde_json::json!([]))
-    })
-    .await;
+    serve
+        .wait_status("CLONED and SPANISH cleared", |s| {
+            campaign(s, "CLONED").is_some_and(|c| c["calls_without_disposition"] == 0)
+                && campaign(s, "SPANISH").is_some_and(|c| c["silent_hours"] == serde_json::json!([]))
+        })
+        .await;
     wait_log(&serve, "CLONED cleared", &["calls without a disposition: recovered", "\"campaign\":\"CLONED\""]).await;
     wait_log(&serve, "SPANISH cleared", &["silent campaign: recovered", "\"campaign\":\"SPANISH\""]).await;
 }

@@ -37,12 +37,6 @@ async fn get(url: &str, headers: &[(&str, &str)]) -> (u16, reqwest::header::Head
     (r.status().as_u16(), r.headers().clone(), r.text().await.unwrap())
 }
 
-async fn status_json(serve: &Serve) -> Value {
-    let (code, _, body) = get(&format!("{}/status.json", serve.base), &[]).await;
-    assert_eq!(code, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
-
 fn total(status: &Value, series: &str) -> u64 {
     let s = status["activity"]["series"].as_array().unwrap().iter().find(|s| s["series"] == series).unwrap();
     s["total"].as_u64().unwrap()
@@ -50,19 +44,6 @@ fn total(status: &Value, series: &str) -> u64 {
 
 fn queue<'a>(status: &'a Value, name: &str) -> &'a Value {
     status["queues"].as_array().unwrap().iter().find(|q| q["name"] == name).unwrap()
-}
-
-/// Polls `/status.json` until `done` holds.
-async fn wait_status(serve: &Serve, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let status = status_json(serve).await;
-        if done(&status) {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {status:#}\nlog:\n{}", serve.log_text());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test]
@@ -88,10 +69,11 @@ async fn the_status_page_shows_ingest_syncs_dead_letters_and_unmapped_statuses()
     let crm_events = SqliteQueue::open(&data.join("crm-events.db"), QueueOptions::default()).unwrap();
     crm_events.enqueue(&OutgoingMessage { key: "garbled-1".into(), body: "{not an envelope".into() }).await.unwrap();
 
-    let status = wait_status(&serve, "3 syncs and a dead letter", |s| {
-        total(s, "sync_applied") >= 3 && queue(s, "crm-events")["dead_letters"] == 1
-    })
-    .await;
+    let status = serve
+        .wait_status("3 syncs and a dead letter", |s| {
+            total(s, "sync_applied") >= 3 && queue(s, "crm-events")["dead_letters"] == 1
+        })
+        .await;
     assert_eq!(total(&status, "ingest_accepted"), 3, "{status:#}");
     assert_eq!(total(&status, "ingest_rejected"), 1, "{status:#}");
     assert_eq!(total(&status, "sync_applied"), 3);

@@ -49,17 +49,7 @@ async fn main() {
     let queue = moto.create_queue("crm-events", &[]).await;
     let (_, dlq) = moto.create_queue_with_dlq("lead-injections", 5).await;
     let secret = serde_json::json!({ "ingest_tokens": [TOKEN], "vicidial": { "api_user": "api", "api_pass": "pass" } });
-    let arn = moto
-        .secrets_manager()
-        .create_secret()
-        .name("vicibridge")
-        .secret_string(secret.to_string())
-        .send()
-        .await
-        .unwrap()
-        .arn()
-        .unwrap()
-        .to_owned();
+    let arn = moto.create_secret(&secret).await;
     let example =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/vicibridge.example.toml"))
             .expect("infra/vicibridge.example.toml");

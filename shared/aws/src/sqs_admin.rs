@@ -223,13 +223,7 @@ pub async fn resend(
                 send.send().await.map_err(error("SendMessage", queue_url))?;
                 // Sent before deleted: a failure in between leaves a duplicate, never a loss;
                 // the idempotency key makes the duplicate a no-op.
-                client
-                    .delete_message()
-                    .queue_url(dlq_url)
-                    .receipt_handle(&m.receipt_handle)
-                    .send()
-                    .await
-                    .map_err(error("DeleteMessage", dlq_url))?;
+                delete(client, dlq_url, &m).await?;
                 moved += 1;
                 progress();
             }
@@ -238,6 +232,18 @@ pub async fn resend(
     .await;
     release(client, dlq_url, &skipped).await?;
     result.map(|()| moved)
+}
+
+/// Deletes one received DLQ message.
+async fn delete(client: &Client, dlq_url: &str, m: &DeadMessage) -> Result<(), AdminError> {
+    client
+        .delete_message()
+        .queue_url(dlq_url)
+        .receipt_handle(&m.receipt_handle)
+        .send()
+        .await
+        .map_err(error("DeleteMessage", dlq_url))?;
+    Ok(())
 }
 
 /// Deletes the DLQ messages `select` picks (the others are made visible again).
@@ -255,13 +261,7 @@ pub async fn delete_where(
         }
         for m in got {
             if select(&m) {
-                client
-                    .delete_message()
-                    .queue_url(dlq_url)
-                    .receipt_handle(&m.receipt_handle)
-                    .send()
-                    .await
-                    .map_err(error("DeleteMessage", dlq_url))?;
+                delete(client, dlq_url, &m).await?;
                 deleted += 1;
             } else {
                 skipped.push(m);

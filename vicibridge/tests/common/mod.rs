@@ -135,6 +135,27 @@ impl Serve {
         }
     }
 
+    /// `GET /status.json` (from this machine: no token needed).
+    pub async fn status_json(&self) -> serde_json::Value {
+        let r = reqwest::get(format!("{}/status.json", self.base)).await.unwrap();
+        let (code, body) = (r.status().as_u16(), r.text().await.unwrap());
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Polls `/status.json` until `done` holds.
+    pub async fn wait_status(&self, what: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = self.status_json().await;
+            if done(&status) {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}: {status:#}\nlog:\n{}", self.log_text());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
