@@ -78,20 +78,15 @@ impl Moto {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 
-    /// Creates a standard queue with the given attributes; returns its URL.
     /// Creates a secret holding `value` (JSON) under a name of its own; returns its ARN.
     pub async fn create_secret(&self, value: &serde_json::Value) -> String {
-        let out = self
-            .secrets_manager()
-            .create_secret()
-            .name(format!("vicibridge-{}", fastrand::u64(..)))
-            .secret_string(value.to_string())
-            .send()
-            .await
-            .unwrap();
-        out.arn().unwrap().to_owned()
+        let name = format!("vicibridge-{}", fastrand::u64(..));
+        let request = self.secrets_manager().create_secret().name(&name).secret_string(value.to_string());
+        let out = request.send().await.unwrap_or_else(|e| panic!("moto CreateSecret {name}: {}", sdk_error(&e)));
+        out.arn.unwrap_or_else(|| panic!("moto CreateSecret {name} returned no ARN"))
     }
 
+    /// Creates a standard queue with the given attributes; returns its URL.
     pub async fn create_queue(&self, name: &str, attributes: &[(QueueAttributeName, &str)]) -> String {
         let mut request = self.sqs().create_queue().queue_name(name);
         for (key, value) in attributes {
