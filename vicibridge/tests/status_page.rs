@@ -8,7 +8,6 @@ mod common;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
