@@ -20,7 +20,18 @@ use vicibridge_tests::moto::Moto;
 use vicibridge_tests::runtime_api::{LambdaProcess, RuntimeApi, apigw_get, apigw_post};
 
 const BASELINES: [&str; 3] = ["hello", "sdk-hello", "sdk-ssm-hello"];
-const FUNCTIONS: [&str; 6] = ["call-start", "dispo", "new-lead", "lead-webhook", "crm-sync", "lead-inject"];
+const FUNCTIONS: [&str; 9] = [
+    "call-start",
+    "dispo",
+    "new-lead",
+    "lead-webhook",
+    "crm-sync",
+    "lead-inject",
+    "screen-pop",
+    "click-to-call",
+    "reconcile",
+];
+const CHECKPOINT: &str = "/vicibridge/bench/reconcile-checkpoint";
 const TOKEN: &str = "bench-token-3e1f";
 const PARAMETER: &str = "/vicibridge/config";
 const WAIT: Duration = Duration::from_secs(30);
@@ -55,16 +66,40 @@ async fn main() {
             .expect("infra/vicibridge.example.toml");
     // Lead injection on, towards a VICIdial that refuses connections: lead-inject's first
     // invocation maps one real lead (its phone number parsed) and gets a retryable failure.
+    // Screen pop, click-to-call and reconcile on too, so every function starts as deployed.
     let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = format!(
-        "{}\n[lead_injection]\n[lead_injection.hubspot]\nlist_id = \"1000\"\n",
-        example.replace("https://dialer.example.com", &format!("http://127.0.0.1:{refused}"))
+        "{}\n{}",
+        example.replace("https://dialer.example.com", &format!("http://127.0.0.1:{refused}")),
+        r#"[lead_injection]
+[lead_injection.hubspot]
+list_id = "1000"
+[screen_pop]
+verify_agent = false
+[agents.1000]
+hubspot_user_id = "424242"
+[click_to_call]
+public_base_url = "https://abc123defg.execute-api.us-east-1.amazonaws.com"
+[click_to_call.hubspot]
+client_id = "bench-client"
+[reconcile]
+interval_minutes = 15
+lookback_hours = 2
+"#
     );
     assert!(config.contains(&format!("127.0.0.1:{refused}")), "the example's [vicidial] base_url changed");
     moto.ssm()
         .put_parameter()
         .name(PARAMETER)
         .value(config)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+    moto.ssm()
+        .put_parameter()
+        .name(CHECKPOINT)
+        .value("none")
         .r#type(aws_sdk_ssm::types::ParameterType::String)
         .send()
         .await
@@ -76,6 +111,7 @@ async fn main() {
         ("VICIBRIDGE_CRM_EVENTS_URL", queue),
         ("VICIBRIDGE_SECRET_ARN", arn),
         ("VICIBRIDGE_CONFIG_PARAMETER", PARAMETER.to_owned()),
+        ("VICIBRIDGE_RECONCILE_CHECKPOINT", CHECKPOINT.to_owned()),
         ("AWS_LAMBDA_LOG_LEVEL", "warn".to_owned()),
     ];
 
@@ -143,6 +179,11 @@ fn event_for(name: &str, round: usize) -> serde_json::Value {
         // No webhook secret: answered 401 after the secret is read (the full cold path).
         "lead-webhook" => apigw_post("/hubspot/leads", &[("content-type", "application/json")], "{}"),
         "crm-sync" | "lead-inject" => sqs_event(name),
+        // No token: refused after the secret is read (the pop's CRM lookup is not cold start).
+        "screen-pop" => apigw_get("/vicidial/screen-pop", "lead_id=9&phone_number=7275558888"),
+        "click-to-call" => apigw_get("/dialer", "phone=7275558888"),
+        // A scheduled run: reads the checkpoint, then VICIdial's URL log refuses the connection.
+        "reconcile" => serde_json::json!({ "source": "aws.events", "detail-type": "Scheduled Event" }),
         _ => serde_json::json!({ "hello": round }),
     }
 }

@@ -117,8 +117,8 @@ impl Metrics {
 /// and the process exits with status 1 (without Rust's debug dump of the error on stderr,
 /// which would be a second, unstructured log line).
 pub async fn start<T>(build: impl Future<Output = Result<T, InitError>>) -> (Metrics, T) {
-    // Ready for the first TLS handshake (SSM at init, SQS at the first request), off this thread.
-    vicibridge_http::prefetch_roots();
+    // Roots for the first TLS handshake (SSM at init, SQS at the first request): compiled in.
+    vicibridge_http::use_bundled_roots();
     lambda_runtime::tracing::init_default_subscriber();
     let result = async {
         let collector = metrics_cloudwatch_embedded::Builder::new()

@@ -338,7 +338,7 @@ pub async fn handle_webhook(webhook: &LeadWebhook, req: Request) -> Response<Bod
 pub async fn run_lead_inject() -> Result<(), BoxError> {
     // Every lead's phone number is parsed: the parser's one-time load runs beside the init
     // and the first batch instead of inside the first lead (see BENCHMARKS.md).
-    let _ = std::thread::Builder::new().name("phone-metadata".into()).spawn(vicibridge_core::phone::warm_up);
+    vicibridge_runtime::background::spawn_idle("phone-metadata", vicibridge_core::phone::warm_up);
     let (metrics, worker) = start(Box::pin(async {
         let (secret_id, crm_events_url, queues) =
             (env(SECRET_ENV)?, env(CRM_EVENTS_URL_ENV)?, WorkerQueues::from_env()?);

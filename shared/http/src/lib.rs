@@ -5,8 +5,9 @@
 //! The platform's root certificates are read and parsed once per process, not once per
 //! client (each `reqwest` client with its default TLS reads them from disk again), and not at
 //! client construction but by the first TLS handshake that needs them — or earlier, on a
-//! thread of their own, when a cold start calls [`prefetch_roots`]: the handshake's first
-//! round trip then overlaps with reading them.
+//! thread of their own, when a process calls [`prefetch_roots`]: the handshake's first
+//! round trip then overlaps with reading them. A Lambda function calls [`use_bundled_roots`]
+//! instead: Mozilla's roots compiled in, nothing read at all.
 
 use std::sync::{Arc, LazyLock, OnceLock};
 
@@ -51,6 +52,34 @@ pub fn prefetch_roots() {
     }
 }
 
+/// Lambda: trust Mozilla's root program as compiled into the binary (`webpki-roots`), the set
+/// Amazon Linux's own `ca-certificates` ships, instead of reading and parsing the image's
+/// PEM files — about 4 ms of CPU per cold start, taken from a function that may have less
+/// than one vCPU. `SSL_CERT_FILE` / `SSL_CERT_DIR` set (a private CA in a layer) still win:
+/// those are read as [`prefetch_roots`] does. Call before the first handshake.
+pub fn use_bundled_roots() {
+    let configured = |name| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    match RootSource::choose(configured("SSL_CERT_FILE") || configured("SSL_CERT_DIR")) {
+        RootSource::Bundled => {
+            let _ = VERIFIER.set(bundled_verifier());
+        }
+        RootSource::Platform => prefetch_roots(),
+    }
+}
+
+/// Where a Lambda function's roots come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RootSource {
+    Bundled,
+    Platform,
+}
+
+impl RootSource {
+    fn choose(cert_env_set: bool) -> Self {
+        if cert_env_set { RootSource::Platform } else { RootSource::Bundled }
+    }
+}
+
 /// How many root certificates the platform gave (0 when none could be read: every handshake
 /// then fails with an unknown-issuer error naming the server).
 pub fn root_count() -> usize {
@@ -75,10 +104,20 @@ fn load_verifier() -> Loaded {
         let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
         return Err(format!("no root certificate could be read from the system ({})", errors.join("; ")));
     }
+    verifier_over(roots)
+}
+
+/// Already parsed at build time: no I/O, no certificate parsing.
+fn bundled_verifier() -> Loaded {
+    verifier_over(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() })
+}
+
+fn verifier_over(roots: rustls::RootCertStore) -> Loaded {
+    let count = roots.len();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
         .build()
-        .map(|v| (v, added))
+        .map(|v| (v, count))
         .map_err(|e| format!("cannot build the certificate verifier: {e}"))
 }
 
@@ -141,5 +180,24 @@ mod tests {
         prefetch_roots();
         // The first handshake would wait for the same load.
         assert!(root_count() > 0, "{:?}", verifier().as_ref().err());
+    }
+
+    #[test]
+    fn lambda_reads_the_platform_store_only_when_told_to() {
+        assert_eq!(RootSource::choose(false), RootSource::Bundled);
+        assert_eq!(RootSource::choose(true), RootSource::Platform);
+    }
+
+    #[test]
+    fn bundled_roots_are_mozillas() {
+        let (_, count) = bundled_verifier().unwrap();
+        // Mozilla's program has well over a hundred roots; an empty or truncated set would
+        // fail every handshake with "unknown issuer".
+        assert!(count > 100, "{count}");
+        let names: Vec<String> =
+            webpki_roots::TLS_SERVER_ROOTS.iter().map(|r| String::from_utf8_lossy(r.subject.as_ref()).into()).collect();
+        for root in ["ISRG Root X1", "Amazon Root CA 1", "DigiCert Global Root G2"] {
+            assert!(names.iter().any(|n| n.contains(root)), "{root} missing from the bundled roots");
+        }
     }
 }

@@ -308,17 +308,8 @@ pub async fn serve_with_activity(
 /// to the HTTP threads first, and the workers catch up from the durable queue when it eases.
 /// On Linux that is SCHED_IDLE, which also never preempts a request being handled.
 fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
-        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
-        let native = thread_priority::thread_native_id();
-        if thread_priority::set_thread_priority_and_policy(native, ThreadPriority::Min, idle).is_ok() {
-            return;
-        }
-    }
-    if let Err(e) = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min) {
-        warn!(error = ?e, "cannot lower the workers' thread priority; they share the CPU evenly");
+    if !vicibridge_runtime::background::lower_current_thread_priority() {
+        warn!("cannot lower the workers' thread priority; they share the CPU evenly");
     }
 }
 

@@ -2,6 +2,7 @@
 //! processor, the dry-run CRM and telemetry. Framework-neutral: the Lambda and axum shells
 //! only translate their request types.
 
+pub mod background;
 pub mod breaker;
 pub mod budget;
 pub mod click_to_call;

@@ -206,10 +206,9 @@ impl AgentApi {
         if !(base.starts_with("http://") || base.starts_with("https://")) || base.len() <= "https://".len() {
             return Err(AgentApiError::InvalidBaseUrl(base_url.to_owned()));
         }
-        let http = reqwest::Client::builder()
+        let http = vicibridge_http::client_builder()
             .connect_timeout(options.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("vicibridge/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| AgentApiError::Client(e.to_string()))?;
         Ok(AgentApi { endpoint: format!("{base}{AGENT_API_PATH}"), http, secrets, options, held: Mutex::new(None) })

@@ -133,10 +133,9 @@ impl ClickToCall {
         let Some(c) = &config.click_to_call else { return Ok(None) };
         let region = parse_region(&c.default_country).map_err(|e| ClickToCallError::Region(e.to_string()))?;
         let agent_api = AgentApi::new(&config.vicidial.base_url, secrets.clone(), AgentApiOptions::default())?;
-        let http = reqwest::Client::builder()
+        let http = vicibridge_http::client_builder()
             .connect_timeout(Duration::from_secs(3))
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("vicibridge/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ClickToCallError::Client(e.to_string()))?;
         Ok(Some(ClickToCall {

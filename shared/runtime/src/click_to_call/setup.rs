@@ -67,7 +67,7 @@ pub async fn register_hubspot_calling(
     ready: bool,
 ) -> Result<String, CallingSetupError> {
     let app_id = c.hubspot.as_ref().and_then(|h| h.app_id.as_deref()).ok_or(CallingSetupError::NoAppId)?;
-    let http = reqwest::Client::builder()
+    let http = vicibridge_http::client_builder()
         .timeout(Duration::from_secs(15))
         .build()
         .map_err(|e| CallingSetupError::Http(e.to_string()))?;
