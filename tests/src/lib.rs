@@ -9,5 +9,6 @@ pub mod moto;
 pub mod oauth_sim;
 pub mod runtime_api;
 pub mod salesforce_sim;
+pub mod tls_proxy;
 pub mod url_log_sim;
 pub mod vicidial_sim;

@@ -2,7 +2,8 @@
 //! configuration from SSM (moto, or an endpoint that hangs or refuses), and its batches settle
 //! on SQS (moto behind a proxy that starts hanging). An init failure must reach
 //! `/runtime/init/error` with the operator message before Lambda's 10 s init limit; a batch
-//! must be answered before the function's timeout, never dropping a message.
+//! must be answered before the function's timeout, never dropping a message. Over HTTPS, an
+//! endpoint signed by a private CA is trusted only through `SSL_CERT_FILE`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 use vicibridge_tests::faults::{Fault, FaultProxy, HangingListener, refused_endpoint};
 use vicibridge_tests::moto::Moto;
 use vicibridge_tests::runtime_api::{Answer, InitErrorReport, LambdaProcess, RuntimeApi, json_log_lines};
+use vicibridge_tests::tls_proxy::TlsProxy;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_crm-sync");
 /// Lambda stops an init at 10 s.
@@ -133,4 +135,29 @@ async fn a_batch_is_answered_before_the_timeout_when_sqs_hangs_mid_run() {
     let answer = api.invoke(&broken_message_event(), FUNCTION_TIMEOUT, FUNCTION_TIMEOUT).await;
     let failures = serde_json::json!({ "batchItemFailures": [{ "itemIdentifier": "m-broken-1" }] });
     assert_eq!(answer, Some(Answer::Response(failures)), "kept on the queue; log:\n{}", process.log());
+}
+
+/// The functions trust Mozilla's roots compiled in, not the image's store: an endpoint whose
+/// certificate a private CA signed is refused, until `SSL_CERT_FILE` names that CA (README,
+/// "Deploy"). Here every AWS call (SSM at init, SQS for the batch) goes through HTTPS.
+#[tokio::test]
+async fn a_private_ca_is_trusted_only_when_ssl_cert_file_names_it() {
+    let moto = Moto::start().await;
+    moto.ssm().put_parameter().name(PARAMETER).value(CONFIG).r#type(aws_type()).send().await.unwrap();
+    let (_queue, dlq) = moto.create_queue_with_dlq("crm-events", 5).await;
+    let tls = TlsProxy::start(moto.endpoint()).await;
+    // base_env's queue URLs are moto's paths on the proxy's origin.
+    let report = init_error(&base_env(&tls.endpoint())).await;
+    assert_eq!(report.error_type, "Vicibridge.ConfigUnreachable");
+    assert!(report.error_message.to_lowercase().contains("certificate"), "{report:?}");
+    assert!(tls.refused_handshakes() > 0 && tls.handshakes() == 0, "the handshake was refused by the client");
+
+    let mut trusted = base_env(&tls.endpoint());
+    trusted.push(("SSL_CERT_FILE", tls.ca_file()));
+    let api = RuntimeApi::start().await;
+    let process = LambdaProcess::start(Path::new(BINARY), &api, &trusted);
+    let answer = api.invoke(&broken_message_event(), FUNCTION_TIMEOUT, FUNCTION_TIMEOUT).await;
+    assert_eq!(answer, Some(Answer::Response(serde_json::json!({ "batchItemFailures": [] }))), "{}", process.log());
+    assert_eq!(moto.queue_depth(&dlq).await.0, 1, "dead-lettered through the TLS endpoint");
+    assert!(tls.handshakes() > 0);
 }
