@@ -9,6 +9,8 @@
 //! round trip then overlaps with reading them. A Lambda function calls [`use_bundled_roots`]
 //! instead: Mozilla's roots compiled in, nothing read at all.
 
+use std::ffi::OsString;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use rustls::client::WebPkiServerVerifier;
@@ -56,29 +58,23 @@ pub fn prefetch_roots() {
 /// Amazon Linux's own `ca-certificates` ships, instead of reading and parsing the image's
 /// PEM files — about 4 ms of CPU per cold start, taken from a function that may have less
 /// than one vCPU. `SSL_CERT_FILE` / `SSL_CERT_DIR` set (a private CA in a layer) still win:
-/// those are read as [`prefetch_roots`] does. Call before the first handshake.
+/// those are read as [`prefetch_roots`] does. Call before the first handshake; the verifier
+/// itself is built by that handshake, like the platform one.
 pub fn use_bundled_roots() {
-    let configured = |name| std::env::var_os(name).is_some_and(|v| !v.is_empty());
-    match RootSource::choose(configured("SSL_CERT_FILE") || configured("SSL_CERT_DIR")) {
-        RootSource::Bundled => {
-            let _ = VERIFIER.set(bundled_verifier());
-        }
-        RootSource::Platform => prefetch_roots(),
+    if store_named(std::env::var_os("SSL_CERT_FILE"), std::env::var_os("SSL_CERT_DIR")) {
+        prefetch_roots();
+    } else {
+        BUNDLED.store(true, Ordering::Relaxed);
     }
 }
 
-/// Where a Lambda function's roots come from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum RootSource {
-    Bundled,
-    Platform,
+/// Whether `SSL_CERT_FILE` / `SSL_CERT_DIR` name a store (an empty value names none).
+fn store_named(file: Option<OsString>, dir: Option<OsString>) -> bool {
+    [file, dir].into_iter().flatten().any(|v| !v.is_empty())
 }
 
-impl RootSource {
-    fn choose(cert_env_set: bool) -> Self {
-        if cert_env_set { RootSource::Platform } else { RootSource::Bundled }
-    }
-}
+/// Set by [`use_bundled_roots`]: [`verifier`] builds over the compiled-in roots.
+static BUNDLED: AtomicBool = AtomicBool::new(false);
 
 /// How many root certificates the platform gave (0 when none could be read: every handshake
 /// then fails with an unknown-issuer error naming the server).
@@ -91,9 +87,10 @@ type Loaded = Result<(Arc<WebPkiServerVerifier>, usize), String>;
 static VERIFIER: OnceLock<Loaded> = OnceLock::new();
 
 /// rustls's WebPKI verifier over the platform's roots (`SSL_CERT_FILE` / `SSL_CERT_DIR`, or
-/// the distribution's bundle), built once; callers meanwhile wait for it.
+/// the distribution's bundle) or, after [`use_bundled_roots`], the compiled-in ones; built
+/// once, callers meanwhile wait for it.
 fn verifier() -> &'static Loaded {
-    VERIFIER.get_or_init(load_verifier)
+    VERIFIER.get_or_init(|| if BUNDLED.load(Ordering::Relaxed) { bundled_verifier() } else { load_verifier() })
 }
 
 fn load_verifier() -> Loaded {
@@ -184,8 +181,11 @@ mod tests {
 
     #[test]
     fn lambda_reads_the_platform_store_only_when_told_to() {
-        assert_eq!(RootSource::choose(false), RootSource::Bundled);
-        assert_eq!(RootSource::choose(true), RootSource::Platform);
+        let named = |v: &str| Some(OsString::from(v));
+        assert!(!store_named(None, None), "nothing set: the bundled roots");
+        assert!(store_named(named("/opt/ca.pem"), None));
+        assert!(store_named(None, named("/opt/certs")));
+        assert!(!store_named(named(""), named("")), "empty values name no store");
     }
 
     #[test]

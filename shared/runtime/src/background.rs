@@ -4,9 +4,10 @@
 /// priority of its policy): it then gets only CPU time no other thread of the machine wants.
 /// False when the platform refused (it keeps running as before).
 pub fn lower_current_thread_priority() -> bool {
-    use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
+    use thread_priority::ThreadPriority;
     #[cfg(target_os = "linux")]
     {
+        use thread_priority::{NormalThreadSchedulePolicy, ThreadSchedulePolicy};
         let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
         let native = thread_priority::thread_native_id();
         if thread_priority::set_thread_priority_and_policy(native, ThreadPriority::Min, idle).is_ok() {
