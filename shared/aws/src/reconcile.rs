@@ -210,11 +210,12 @@ pub async fn run_reconcile() -> Result<(), lambda_runtime::Error> {
         let sdk = aws_config().await;
         let config = load_config().await?;
         let secrets = Arc::new(SecretsManagerStore::new(WORKER.secrets_manager(sdk), secret_id));
-        let checkpoint = Arc::new(SsmCheckpoint::new(WORKER.ssm(sdk), checkpoint));
+        let ssm = WORKER.ssm(sdk);
         let memory = std::env::var(DISPOSITION_WATCH_ENV)
             .ok()
             .filter(|name| !name.is_empty())
-            .map(|name| Arc::new(SsmDispositionMemory::new(WORKER.ssm(sdk), name)) as Arc<dyn DispositionMemory>);
+            .map(|name| Arc::new(SsmDispositionMemory::new(ssm.clone(), name)) as Arc<dyn DispositionMemory>);
+        let checkpoint = Arc::new(SsmCheckpoint::new(ssm, checkpoint));
         ReconcileFunction::new(&config, secrets, SqsQueue::new(WORKER.sqs(sdk), queue_url), checkpoint, memory)
     }))
     .await;

@@ -116,6 +116,13 @@ pub struct RecordSnapshot {
     pub state: serde_json::Value,
 }
 
+impl RecordSnapshot {
+    /// `state` as the adapter's own type.
+    pub fn state<T: serde::de::DeserializeOwned>(&self) -> Result<T, ProbeError> {
+        T::deserialize(&self.state).map_err(|e| ProbeError::Record(e.to_string()))
+    }
+}
+
 /// What the CRM held after one call plan was applied to a test record.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Verified {

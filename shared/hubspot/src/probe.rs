@@ -14,7 +14,7 @@ use vicibridge_core::ports::{ProbeError, RecordSnapshot, SyncProbe, Verified};
 use crate::HubspotCrm;
 use crate::client::error_summary;
 use crate::props;
-use crate::sync::id_of;
+use crate::sync::{id_of, is_hubspot_id};
 
 /// A deal as the snapshot saw it.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -61,10 +61,11 @@ fn shown(v: &str) -> String {
 
 impl HubspotCrm {
     fn path(&self, object: &str, tail: &str) -> String {
-        props::object_path(&self.engine.cfg, object, tail)
+        self.engine.objects(object, tail)
     }
 
-    /// A batch read of records by id (or `id_property`); absent records are not in the answer.
+    /// A batch read of records by id (or `id_property`), in batches; absent records are not
+    /// in the answer.
     async fn read(
         &self,
         object: &str,
@@ -72,30 +73,12 @@ impl HubspotCrm {
         id_property: Option<&str>,
         properties: &[&str],
     ) -> Result<Vec<Value>, ProbeError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut body = json!({
-            "inputs": ids.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
-            "properties": properties,
-        });
+        let mut extra = json!({ "properties": properties });
         if let Some(p) = id_property {
-            body["idProperty"] = json!(p);
+            extra["idProperty"] = json!(p);
         }
-        let reply = self
-            .engine
-            .client
-            .post(&self.path(object, "batch/read"), &body, "preflight.batch.read")
-            .await
-            .map_err(|e| ProbeError::Crm(e.to_string()))?;
-        if reply.status >= 400 && reply.body.get("results").is_none() {
-            return Err(ProbeError::Crm(format!(
-                "HubSpot {object} batch read: {}: {}",
-                reply.status,
-                error_summary(&reply.body)
-            )));
-        }
-        Ok(reply.body.get("results").and_then(Value::as_array).cloned().unwrap_or_default())
+        let path = self.path(object, "batch/read");
+        self.engine.read("preflight.batch.read", &path, ids, extra).await.map_err(|e| ProbeError::Crm(e.to_string()))
     }
 
     /// The records associated with `id`.
@@ -323,11 +306,7 @@ impl HubspotCrm {
 
     /// Record ids of `object` whose `property` is one of `values`.
     async fn ids_by(&self, object: &str, property: &str, values: &[String]) -> Result<Vec<String>, ProbeError> {
-        let mut out = Vec::new();
-        for chunk in values.chunks(props::BATCH_MAX) {
-            out.extend(self.read(object, chunk, Some(property), &[property]).await?.iter().filter_map(id_of));
-        }
-        Ok(out)
+        Ok(self.read(object, values, Some(property), &[property]).await?.iter().filter_map(id_of).collect())
     }
 }
 
@@ -414,7 +393,7 @@ impl SyncProbe for HubspotCrm {
 
     async fn delete(&self, vendor_lead_code: &str) -> Result<(), ProbeError> {
         let snapshot = self.snapshot(vendor_lead_code).await?;
-        let state: State = serde_json::from_value(snapshot.state).map_err(|e| ProbeError::Record(e.to_string()))?;
+        let state: State = snapshot.state()?;
         let deals = state.deals.iter().map(|d| json!({"id": d.id})).collect();
         self.write("deals", "batch/archive", deals).await?;
         let contacts = state.contact.iter().map(|c| json!({"id": c})).collect();
@@ -424,13 +403,19 @@ impl SyncProbe for HubspotCrm {
     async fn snapshot(&self, vendor_lead_code: &str) -> Result<RecordSnapshot, ProbeError> {
         let cfg = &self.engine.cfg;
         let r = vendor_lead_code.trim();
-        let numeric = !r.is_empty() && r.len() <= 20 && r.bytes().all(|b| b.is_ascii_digit());
+        let numeric = is_hubspot_id(r);
+        let dnc = cfg.do_not_call_property.as_str();
+        let sync = cfg.sync_state_property.as_str();
+        let contact_properties = ["hs_lead_status", dnc, sync];
+        // A record already read while finding the contact or deal is not read again.
+        let (mut contact_record, mut named_deal_states) = (None, None);
         let (contact, named_deal) = match cfg.vendor_lead_code {
             VendorLeadCode::ContactId if numeric => (Some(r.to_owned()), None),
             VendorLeadCode::DealId if numeric => (None, Some(r.to_owned())),
             VendorLeadCode::Email if r.contains('@') => {
-                let found = self.read("contacts", &[r.to_owned()], Some("email"), &["email"]).await?;
-                let id = found.first().and_then(id_of);
+                let found = self.read("contacts", &[r.to_owned()], Some("email"), &contact_properties).await?;
+                contact_record = found.into_iter().next();
+                let id = contact_record.as_ref().and_then(id_of);
                 (Some(id.ok_or_else(|| ProbeError::Record(format!("no HubSpot contact has the email {r:?}")))?), None)
             }
             kind => {
@@ -441,15 +426,15 @@ impl SyncProbe for HubspotCrm {
         };
         let contact = match (&named_deal, contact) {
             (Some(deal), _) => {
-                if self.deal_states(std::slice::from_ref(deal)).await?.is_empty() {
+                let states = self.deal_states(std::slice::from_ref(deal)).await?;
+                if states.is_empty() {
                     return Err(ProbeError::Record(format!("HubSpot deal {deal} does not exist")));
                 }
+                named_deal_states = Some(states);
                 self.linked("deals", "contacts", deal).await?.into_iter().next()
             }
             (None, c) => c,
         };
-        let dnc = cfg.do_not_call_property.as_str();
-        let sync = cfg.sync_state_property.as_str();
         let mut state = State {
             contact: contact.clone(),
             lead_status: String::new(),
@@ -459,20 +444,22 @@ impl SyncProbe for HubspotCrm {
             deals: Vec::new(),
         };
         if let Some(c) = &contact {
-            let found = self.read("contacts", std::slice::from_ref(c), None, &["hs_lead_status", dnc, sync]).await?;
-            let Some(record) = found.first() else {
+            if contact_record.is_none() {
+                let found = self.read("contacts", std::slice::from_ref(c), None, &contact_properties).await?;
+                contact_record = found.into_iter().next();
+            }
+            let Some(record) = &contact_record else {
                 return Err(ProbeError::Record(format!("HubSpot contact {c} does not exist")));
             };
             state.lead_status = str_prop(record, "hs_lead_status");
             state.do_not_call = str_prop(record, dnc);
             state.sync = str_prop(record, sync);
         }
-        let deal_ids = match (&named_deal, &contact) {
-            (Some(d), _) => vec![d.clone()],
-            (None, Some(c)) => self.linked("contacts", "deals", c).await?,
+        state.deals = match (named_deal_states, &contact) {
+            (Some(states), _) => states,
+            (None, Some(c)) => self.deal_states(&self.linked("contacts", "deals", c).await?).await?,
             (None, None) => Vec::new(),
         };
-        state.deals = self.deal_states(&deal_ids).await?;
         let mut parts = Vec::new();
         if let Some(c) = &contact {
             parts.push(format!(
@@ -495,8 +482,7 @@ impl SyncProbe for HubspotCrm {
     }
 
     async fn verify(&self, before: &RecordSnapshot, plan: &CallPlan) -> Result<Verified, ProbeError> {
-        let state: State =
-            serde_json::from_value(before.state.clone()).map_err(|e| ProbeError::Record(e.to_string()))?;
+        let state: State = before.state()?;
         let mut out = Verified::default();
         self.check_call(&state, plan, &mut out).await?;
         self.check_deals(&state, plan, &mut out).await?;
@@ -506,8 +492,7 @@ impl SyncProbe for HubspotCrm {
     }
 
     async fn restore(&self, before: &RecordSnapshot) -> Result<(), ProbeError> {
-        let state: State =
-            serde_json::from_value(before.state.clone()).map_err(|e| ProbeError::Record(e.to_string()))?;
+        let state: State = before.state()?;
         let cfg = &self.engine.cfg;
         if let Some(c) = &state.contact {
             let mut p = BTreeMap::new();

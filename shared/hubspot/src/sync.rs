@@ -187,7 +187,7 @@ fn trace_ids(e: &Value) -> Vec<String> {
     }
 }
 
-fn is_hubspot_id(s: &str) -> bool {
+pub(crate) fn is_hubspot_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
@@ -263,7 +263,13 @@ impl Engine {
     // ---- generic batch helpers -------------------------------------------------------
 
     /// A batch read; answers the results (objects absent are simply not among them).
-    async fn read(&self, op: &'static str, path: &str, ids: &[String], extra: Value) -> Result<Vec<Value>, SyncError> {
+    pub(crate) async fn read(
+        &self,
+        op: &'static str,
+        path: &str,
+        ids: &[String],
+        extra: Value,
+    ) -> Result<Vec<Value>, SyncError> {
         let mut out = Vec::new();
         for chunk in ids.chunks(BATCH_MAX) {
             let mut body = extra.clone();
@@ -398,7 +404,7 @@ impl Engine {
         }
     }
 
-    fn objects(&self, object: &str, tail: &str) -> String {
+    pub(crate) fn objects(&self, object: &str, tail: &str) -> String {
         props::object_path(&self.cfg, object, tail)
     }
 

@@ -10,7 +10,7 @@ use vicibridge_core::plan::CallPlan;
 use vicibridge_core::ports::{ProbeError, RecordSnapshot, SyncProbe, Verified};
 
 use crate::SalesforceCrm;
-use crate::sync::{self, CALLBACK_SUFFIX, Observed, is_salesforce_id, object_for_id, quote};
+use crate::sync::{self, CALLBACK_SUFFIX, Observed, in_list, is_salesforce_id, object_for_id, quote};
 
 /// An Opportunity as the snapshot saw it.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -52,10 +52,6 @@ fn crm_error(e: impl std::fmt::Display) -> ProbeError {
     ProbeError::Crm(e.to_string())
 }
 
-fn in_list(values: &[String]) -> String {
-    values.iter().map(|v| quote(v)).collect::<Vec<_>>().join(",")
-}
-
 impl SalesforceCrm {
     async fn query(&self, soql: &str) -> Result<Vec<Value>, ProbeError> {
         self.client().query_all(soql).await.map_err(|e| crm_error(e.reason()))
@@ -70,13 +66,19 @@ impl SalesforceCrm {
     }
 
     /// The open Opportunities a Contact's disposition moves, as the sync chooses them.
-    async fn contact_opportunities(&self, contact: &str) -> Result<Vec<String>, ProbeError> {
+    /// What Salesforce links to a Contact: its Opportunity roles, its Account and that
+    /// Account's open Opportunities.
+    async fn contact_links(&self, contact: &str) -> Result<Observed, ProbeError> {
         let ids = [contact.to_owned()];
         let mut observed = Observed::default();
         observed.add_roles(&self.query(&sync::roles_query(&ids)).await?);
         observed.add_accounts(&self.query(&sync::contact_accounts_query(&ids)).await?);
         observed.add_account_opportunities(&self.query(&sync::account_opportunities_query(&ids)).await?);
-        Ok(observed.opportunities_of(contact, self.cfg.contact_deal))
+        Ok(observed)
+    }
+
+    async fn contact_opportunities(&self, contact: &str) -> Result<Vec<String>, ProbeError> {
+        Ok(self.contact_links(contact).await?.opportunities_of(contact, self.cfg.contact_deal))
     }
 
     async fn patch(&self, object: &str, id: &str, fields: Map<String, Value>) -> Result<(), ProbeError> {
@@ -318,11 +320,10 @@ impl SyncProbe for SalesforceCrm {
 
     async fn delete(&self, vendor_lead_code: &str) -> Result<(), ProbeError> {
         let id = vendor_lead_code.trim();
-        let rows = self.query(&format!("SELECT Id, AccountId FROM Contact WHERE Id IN ({})", quote(id))).await?;
-        let account = rows.first().map(|r| text(r, "AccountId")).filter(|a| !a.is_empty());
-        let mut ids: Vec<String> = self.contact_opportunities(id).await?;
+        let links = self.contact_links(id).await?;
+        let mut ids = links.opportunities_of(id, self.cfg.contact_deal);
         ids.push(id.to_owned());
-        ids.extend(account);
+        ids.extend(links.accounts.get(id).filter(|a| !a.is_empty()).cloned());
         self.delete_ids(&ids).await.map(|_| ())
     }
 
@@ -383,8 +384,7 @@ impl SyncProbe for SalesforceCrm {
     }
 
     async fn verify(&self, before: &RecordSnapshot, plan: &CallPlan) -> Result<Verified, ProbeError> {
-        let state: State =
-            serde_json::from_value(before.state.clone()).map_err(|e| ProbeError::Record(e.to_string()))?;
+        let state: State = before.state()?;
         let keys = [plan.call_key.clone(), format!("{}{CALLBACK_SUFFIX}", plan.call_key)];
         let tasks = self.tasks_by_key(&keys).await?;
         let mut out = Verified::default();
@@ -395,8 +395,7 @@ impl SyncProbe for SalesforceCrm {
     }
 
     async fn restore(&self, before: &RecordSnapshot) -> Result<(), ProbeError> {
-        let state: State =
-            serde_json::from_value(before.state.clone()).map_err(|e| ProbeError::Record(e.to_string()))?;
+        let state: State = before.state()?;
         let mut fields = Map::new();
         if let Some(s) = &state.status {
             fields.insert("Status".into(), json!(s));

@@ -136,7 +136,7 @@ pub fn quote(s: &str) -> String {
     out
 }
 
-fn in_list(values: &[String]) -> String {
+pub(crate) fn in_list(values: &[String]) -> String {
     values.iter().map(|v| quote(v)).collect::<Vec<_>>().join(",")
 }
 

@@ -89,20 +89,11 @@ struct Requests {
 
 impl DryRunCrm {
     pub fn open(data_dir: Option<&Path>, preview: Option<Arc<dyn PreviewRequests>>) -> Result<Self, CrmSetupError> {
-        Self::open_with_limit(data_dir, preview, MAX_BYTES)
-    }
-
-    /// [`DryRunCrm::open`], rotating the file past `max_bytes` rather than [`MAX_BYTES`].
-    pub fn open_with_limit(
-        data_dir: Option<&Path>,
-        preview: Option<Arc<dyn PreviewRequests>>,
-        max_bytes: u64,
-    ) -> Result<Self, CrmSetupError> {
         let file = match data_dir {
             None => None,
             Some(dir) => {
                 let path = dir.join(FILE_NAME);
-                let f = RecordFile::open(&path, max_bytes)
+                let f = RecordFile::open(&path, MAX_BYTES)
                     .map_err(|source| CrmSetupError::DryRunFile { path: path.display().to_string(), source })?;
                 Some((path, Mutex::new(f)))
             }

@@ -10,6 +10,9 @@ use vicibridge_core::ports::{SecretStore, SecretWriter};
 
 use super::{Check, Status};
 
+/// The line whose failure means no CRM line after it can be trusted.
+pub(super) const TOKEN: &str = "crm.token";
+
 pub(super) async fn checks(
     config: &Config,
     secrets: Arc<dyn SecretStore>,
@@ -47,7 +50,7 @@ async fn hubspot(config: &Config, secrets: Arc<dyn SecretStore>) -> Vec<Check> {
     let token_title = "HubSpot token works";
     if let Err(e) = check::check_token(config, secrets.clone()).await {
         return vec![
-            Check::fail("crm.token", token_title, format!("{e} (hubspot.access_token in the secret)")),
+            Check::fail(TOKEN, token_title, format!("{e} (hubspot.access_token in the secret)")),
             Check::skip("crm.properties", "HubSpot custom properties exist", "not checked: the token failed"),
             Check::skip(
                 "crm.mapping",
@@ -56,7 +59,7 @@ async fn hubspot(config: &Config, secrets: Arc<dyn SecretStore>) -> Vec<Check> {
             ),
         ];
     }
-    let mut out = vec![Check::pass("crm.token", token_title, "the account answered")];
+    let mut out = vec![Check::pass(TOKEN, token_title, "the account answered")];
     match check::check_properties(config, secrets.clone()).await {
         Ok(props) => out.extend(props.into_iter().map(|(spec, problem)| {
             let id = format!("crm.property.{}.{}", spec.object, spec.name);
@@ -94,13 +97,13 @@ async fn salesforce(
         Ok(p) => p,
         Err(e) => {
             return vec![
-                Check::fail("crm.token", login_title, format!("{e} (salesforce.* in the secret, the connected app)")),
+                Check::fail(TOKEN, login_title, format!("{e} (salesforce.* in the secret, the connected app)")),
                 Check::skip("crm.fields", "Salesforce custom fields exist", "not checked: the login failed"),
                 Check::skip("crm.mapping", "Stages / statuses of the mapping exist", "not checked: the login failed"),
             ];
         }
     };
-    let mut out = vec![Check::pass("crm.token", login_title, "logged in; describe and SOQL answered")];
+    let mut out = vec![Check::pass(TOKEN, login_title, "logged in; describe and SOQL answered")];
     let Some(sf) = config.salesforce.as_ref() else { return out };
     // Fields and Task statuses by their config key; every other problem is the mapping's.
     let mut fields = vec![

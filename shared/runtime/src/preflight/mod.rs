@@ -131,7 +131,7 @@ pub async fn run(
     let injectable = checks.iter().all(|c| c.status != Status::Fail);
     let crm_lines = crm::checks(config, secrets.clone(), writer.clone()).await;
     // Synthetic calls only once the CRM takes the credentials.
-    let crm_usable = crm_lines.iter().all(|c| c.id != "crm.token" || c.status != Status::Fail);
+    let crm_usable = crm_lines.iter().all(|c| c.id != crm::TOKEN || c.status != Status::Fail);
     checks.extend(crm_lines);
     if injectable {
         checks.extend(lead_injection::checks(config, secrets.clone(), options).await);
