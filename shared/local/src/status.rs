@@ -20,7 +20,6 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::warn;
 use vicibridge_core::config::{Config, StatusConfig};
-use vicibridge_core::disposition::{DispositionMap, config_snippet};
 use vicibridge_core::ports::SecretStore;
 use vicibridge_runtime::reconcile::ReconcileReport;
 
@@ -97,8 +96,6 @@ pub struct StatusSource {
     pub secrets: Arc<dyn SecretStore>,
     pub access: StatusConfig,
     pub crm: String,
-    /// To leave out statuses mapped since they were seen.
-    pub map: Arc<DispositionMap>,
     /// `None`: `[reconcile]` is not configured.
     pub reconcile: Option<LastReconcile>,
     pub watchdogs: Arc<Watchdogs>,
@@ -128,7 +125,6 @@ impl StatusSource {
             secrets,
             access: config.status.clone(),
             crm: config.crm.kind.to_string(),
-            map: Arc::new(config.disposition_map()),
             reconcile,
             watchdogs,
             disposition_watch: None,
@@ -144,12 +140,12 @@ impl StatusSource {
     pub async fn report(&self) -> Result<StatusReport, crate::queue::LocalQueueError> {
         let now = Utc::now();
         let mut queues = serve_queues_status(&self.crm_events, &self.lead_injections).await?;
-        queues.unmapped_statuses.retain(|(status, _)| self.map.rule_for(None, status).is_none());
+        let dispositions_snippet = self.watchdogs.still_unmapped(&mut queues.unmapped_statuses);
         Ok(StatusReport {
             generated_at: now,
             crm: self.crm.clone(),
             activity: self.activity.snapshot(now),
-            dispositions_snippet: config_snippet(queues.unmapped_statuses.iter().map(|(s, _)| s.as_str())),
+            dispositions_snippet,
             queues,
             reconcile: self.reconcile.as_ref().map(|r| r.get().map_or(ReconcileState::NotRunYet, ReconcileState::Last)),
             watchdogs: self.watchdogs.check(now),

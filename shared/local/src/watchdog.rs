@@ -185,6 +185,13 @@ impl Watchdogs {
         DiskReport { path: self.data_dir.clone(), used_percent, threshold_percent: threshold, full, error }
     }
 
+    /// Keeps the statuses the configuration still does not map (one mapped since it was seen
+    /// is no longer news) and answers the `[dispositions]` snippet that would map them.
+    pub fn still_unmapped(&self, statuses: &mut Vec<(String, u64)>) -> String {
+        statuses.retain(|(status, _)| self.map.rule_for(None, status).is_none());
+        config_snippet(statuses.iter().map(|(s, _)| s.as_str()))
+    }
+
     /// The unmapped dispositions digest, when one is due at `now`: the statuses no mapping
     /// knows that arrived since the last digest, logged as one WARN line (none when there
     /// were none). `None` when not due, off (`unmapped_digest_minutes = 0`), or nothing new.
@@ -202,11 +209,10 @@ impl Watchdogs {
             }
         };
         self.state().last_digest = now;
-        statuses.retain(|(status, _)| self.map.rule_for(None, status).is_none());
+        let snippet = self.still_unmapped(&mut statuses);
         if statuses.is_empty() {
             return None;
         }
-        let snippet = config_snippet(statuses.iter().map(|(s, _)| s.as_str()));
         let list = statuses
             .iter()
             .map(|(s, n)| format!("{s} ({n} call{})", if *n == 1 { "" } else { "s" }))

@@ -143,24 +143,18 @@ impl ScreenPop {
         } else {
             Caller::from_url(&agent, lead, &q)
         };
-        let lookup = PopLookup {
-            lead_id: lead,
-            vendor_lead_code: caller.vendor_lead_code.clone(),
-            phone_number: caller.phone_number.clone(),
-            phone_code: caller.phone_code.clone(),
-            activities: self.config.activities,
-        };
+        let lookup = self.lookup(lead, &caller);
         let remaining = POP_BUDGET.saturating_sub(started.elapsed());
         let view = match tokio::time::timeout(remaining, self.context(&lookup)).await {
             Ok(Ok(view)) => view,
             Ok(Err(e)) => {
                 tracing::warn!(agent = %agent, lead_id = %lead, error = %e, "screen pop: CRM read failed");
                 audit(Some(&agent), Some(lead), None, "unavailable", "crm_error");
-                return self.respond(503, Page::CrmUnavailable { crm: self.source.crm_name(), caller }.render());
+                return self.unavailable(caller);
             }
             Err(_) => {
                 audit(Some(&agent), Some(lead), None, "unavailable", "crm_timeout");
-                return self.respond(503, Page::CrmUnavailable { crm: self.source.crm_name(), caller }.render());
+                return self.unavailable(caller);
             }
         };
         let shown = match &view {
@@ -193,28 +187,35 @@ impl ScreenPop {
             &form_urlencoded::Serializer::new(String::new()).append_pair("vendor_lead_code", vendor_lead_code).finish(),
         );
         let caller = Caller::from_url(agent, lead, &q);
-        let lookup = PopLookup {
-            lead_id: lead,
-            vendor_lead_code: caller.vendor_lead_code.clone(),
-            phone_number: None,
-            phone_code: None,
-            activities: self.config.activities,
-        };
+        let lookup = self.lookup(lead, &caller);
         match tokio::time::timeout(POP_BUDGET, self.source.context(&lookup)).await {
             Ok(Ok(view)) => {
                 let page = self.respond(200, Page::Pop { caller, view: view.clone() }.render());
                 (Ok(view), page)
             }
-            Ok(Err(e)) => {
-                let page = self.respond(503, Page::CrmUnavailable { crm: self.source.crm_name(), caller }.render());
-                (Err(e), page)
-            }
+            Ok(Err(e)) => (Err(e), self.unavailable(caller)),
             Err(_) => {
-                let page = self.respond(503, Page::CrmUnavailable { crm: self.source.crm_name(), caller }.render());
+                let page = self.unavailable(caller);
                 let reason = format!("no answer within {} s", POP_BUDGET.as_secs());
                 (Err(PopError::Unavailable { crm: self.source.crm_name(), reason }), page)
             }
         }
+    }
+
+    /// What the CRM is asked for `caller`'s pop.
+    fn lookup(&self, lead: LeadId, caller: &Caller) -> PopLookup {
+        PopLookup {
+            lead_id: lead,
+            vendor_lead_code: caller.vendor_lead_code.clone(),
+            phone_number: caller.phone_number.clone(),
+            phone_code: caller.phone_code.clone(),
+            activities: self.config.activities,
+        }
+    }
+
+    /// The page when the CRM did not answer (503).
+    fn unavailable(&self, caller: Caller) -> PopResponse {
+        self.respond(503, Page::CrmUnavailable { crm: self.source.crm_name(), caller }.render())
     }
 
     /// Token, the `pass` guard and the identifiers, before anything is asked of VICIdial.

@@ -94,7 +94,15 @@ pub(super) fn trials(config: &Config) -> Vec<Trial> {
 }
 
 /// The Dispo Call URL's query VICIdial would send for this trial (its own variable names).
-fn dispo_query(config: &Config, trial: &Trial, record: &str, uniqueid: &str, epoch: i64, talk: u32) -> String {
+fn dispo_query(
+    config: &Config,
+    map: &DispositionMap,
+    trial: &Trial,
+    record: &str,
+    uniqueid: &str,
+    epoch: i64,
+    talk: u32,
+) -> String {
     let mut q = form_urlencoded::Serializer::new(String::new());
     q.append_pair("lead_id", LEAD_ID)
         .append_pair("vendor_lead_code", record)
@@ -106,8 +114,7 @@ fn dispo_query(config: &Config, trial: &Trial, record: &str, uniqueid: &str, epo
     if let Some(c) = &trial.campaign {
         q.append_pair("campaign", c);
     }
-    let callback =
-        config.disposition_map().rule_for(trial.campaign.as_deref(), &trial.status).is_some_and(|r| r.callback_task);
+    let callback = map.rule_for(trial.campaign.as_deref(), &trial.status).is_some_and(|r| r.callback_task);
     if callback {
         // Tomorrow 10:00 on the dialer's clock, as an agent would pick it.
         let tz = config.vicidial.server_time_zone;
@@ -207,7 +214,7 @@ async fn sync_lines(
         let talk = 30 + u32::try_from(i).unwrap_or(0);
         // Every synthetic call ends now: none is older than a call already on the record (the
         // sync would not let an older disposition move it), none newer than the next run's.
-        let query = dispo_query(config, trial, record, &uniqueid, base, talk);
+        let query = dispo_query(config, &map, trial, record, &uniqueid, base, talk);
         let (check, plan) = one(config, &worker, &map, probe, &before, trial, &query).await;
         out.push(check);
         if let Some(p) = plan {
